@@ -1,0 +1,71 @@
+// The only module that loads libc through koffi. Every other file in sys/
+// declares its functions through `fn()` and turns failures into SysError.
+import koffi from 'koffi';
+import os from 'node:os';
+
+let lib: koffi.IKoffiLib | undefined;
+
+export function libc(): koffi.IKoffiLib {
+  if (!lib) lib = koffi.load('libc.so.6');
+  return lib;
+}
+
+/** Declare a libc function lazily (by C prototype) and cache it. */
+export function fn(proto: string): koffi.KoffiFunction {
+  let f = cache.get(proto);
+  if (!f) {
+    f = libc().func(proto);
+    cache.set(proto, f);
+  }
+  return f;
+}
+const cache = new Map<string, koffi.KoffiFunction>();
+
+export function errno(): number {
+  return koffi.errno();
+}
+
+const errnoNames: Record<number, string> = Object.fromEntries(
+  Object.entries(os.constants.errno).map(([name, n]) => [n, name]),
+);
+
+export function errnoName(n: number): string {
+  return errnoNames[n] ?? `E${n}`;
+}
+
+/** A failed syscall: carries the call name, errno and the path(s) involved. */
+export class SysError extends Error {
+  readonly syscall: string;
+  readonly errno: number;
+  readonly code: string;
+  readonly path?: string;
+  constructor(syscall: string, err: number, path?: string, detail?: string) {
+    const name = errnoName(err);
+    super(
+      `${syscall}${path !== undefined ? ` ${path}` : ''}${detail ? ` (${detail})` : ''}: ${name} (${err})`,
+    );
+    this.name = 'SysError';
+    this.syscall = syscall;
+    this.errno = err;
+    this.code = name;
+    this.path = path;
+  }
+}
+
+/** Throw a SysError when a libc call returned -1 (or `bad`), else return its value. */
+export function check<T extends number>(ret: T, syscall: string, path?: string, detail?: string, bad = -1): T {
+  if (ret === bad) throw new SysError(syscall, koffi.errno(), path, detail);
+  return ret;
+}
+
+/** Retry a call while it fails with EINTR. */
+export function retryEintr<T extends number>(call: () => T, syscall: string, path?: string): T {
+  for (;;) {
+    const r = call();
+    if (r !== -1) return r;
+    const e = koffi.errno();
+    if (e !== os.constants.errno.EINTR) throw new SysError(syscall, e, path);
+  }
+}
+
+export { koffi };
