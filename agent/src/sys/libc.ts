@@ -1,17 +1,19 @@
 // The only module that loads libc through koffi. Every other file in sys/
 // declares its functions through `fn()` and turns failures into SysError.
-import koffi from 'koffi';
+import koffi, { type LibraryHandle } from 'koffi';
+
+type KoffiFunction = ReturnType<LibraryHandle['func']>;
 import os from 'node:os';
 
-let lib: koffi.IKoffiLib | undefined;
+let lib: LibraryHandle | undefined;
 
-export function libc(): koffi.IKoffiLib {
+export function libc(): LibraryHandle {
   if (!lib) lib = koffi.load('libc.so.6');
   return lib;
 }
 
 /** Declare a libc function lazily (by C prototype) and cache it. */
-export function fn(proto: string): koffi.KoffiFunction {
+export function fn(proto: string): KoffiFunction {
   let f = cache.get(proto);
   if (!f) {
     f = libc().func(proto);
@@ -19,7 +21,7 @@ export function fn(proto: string): koffi.KoffiFunction {
   }
   return f;
 }
-const cache = new Map<string, koffi.KoffiFunction>();
+const cache = new Map<string, KoffiFunction>();
 
 export function errno(): number {
   return koffi.errno();
