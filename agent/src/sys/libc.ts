@@ -27,9 +27,10 @@ export function errno(): number {
   return koffi.errno();
 }
 
-const errnoNames: Record<number, string> = Object.fromEntries(
-  Object.entries(os.constants.errno).map(([name, n]) => [n, name]),
-);
+// Several names share a number (EAGAIN/EWOULDBLOCK, EDEADLK/EDEADLOCK...): the first
+// (canonical) name wins.
+const errnoNames: Record<number, string> = {};
+for (const [name, n] of Object.entries(os.constants.errno)) errnoNames[n] ??= name;
 
 export function errnoName(n: number): string {
   return errnoNames[n] ?? `E${n}`;
