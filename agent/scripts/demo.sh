@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's first command. Installs what it needs, builds, starts the agent as
-# PID 1 of a private PID+mount namespace listening on a unix socket, and drives it
+# PID 1 of a private PID+mount+UTS namespace listening on a unix socket, and drives it
 # with agent-ctl over ttrpc and gRPC. (The QEMU issue upgrades this to a real guest.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,7 +14,7 @@ fi
 dir=$(mktemp -d /tmp/guestkit-demo.XXXXXX)
 sock="$dir/agent.sock"
 log="$dir/agent.log"
-unshare -pfm --mount-proc node dist/kata-agent.mjs --listen "unix://$sock" --log-level debug >"$log" 2>&1 &
+unshare -pfmu --mount-proc node dist/kata-agent.mjs --listen "unix://$sock" --log-level debug >"$log" 2>&1 &
 ns_pid=$!
 cleanup() { kill "$ns_pid" 2>/dev/null || true; wait "$ns_pid" 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT

@@ -27,7 +27,9 @@ export const realInitSys: InitSys = {
   },
   isatty: (fd) => tty.isatty(fd),
   openConsole: (p) => fs.openSync(p, fs.constants.O_RDWR | fs.constants.O_NOCTTY),
-  setControllingTty: (fd) => setControllingTty(fd, true),
+  // Never steal (arg 0): a kernel-started PID 1 owns an unclaimed console anyway, and on a
+  // host (tests, demo in a PID namespace) forcing would take the terminal from another session.
+  setControllingTty: (fd) => setControllingTty(fd, false),
   sethostname,
   setChildSubreaper,
   sync,

@@ -1,0 +1,127 @@
+// The agent: read config, do PID-1 duties, start the reaper, serve the protocol.
+// Kept short: every step lives in its own module.
+import type net from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { chooseListenAddress, readConfig, USAGE, type AgentConfig } from './config';
+import { realInitSys, runInit, shutdown } from './init/index';
+import { createLogger, type Logger } from './log';
+import { Reaper } from './proc/reaper';
+import { Spawner } from './proc/spawner';
+import { Dispatcher } from './rpc/dispatch';
+import { closeSharedGrpcServer, sharedGrpcServer } from './rpc/grpc';
+import { plannedFor } from './rpc/planned';
+import { serveTtrpc } from './rpc/ttrpc/server';
+import { registerIssue2Services } from './services/index';
+import { listen, type Listener } from './transport/listen';
+import { logSink } from './transport/logsink';
+import { sniff } from './transport/sniff';
+import { vsockSelfTest } from './transport/vsock';
+import { AGENT_VERSION } from './version';
+
+export interface Agent {
+  config: AgentConfig;
+  log: Logger;
+  reaper: Reaper;
+  spawner: Spawner;
+  dispatcher: Dispatcher;
+  listener: Listener;
+  /** Stop serving (and, as PID 1, power off). */
+  stop(reason: string): Promise<void>;
+}
+
+export async function main(argv: string[] = process.argv.slice(2)): Promise<Agent | undefined> {
+  const { config, warnings, ignored } = readConfig({ argv, env: process.env });
+  if (config.help) {
+    process.stdout.write(USAGE);
+    return undefined;
+  }
+  if (config.version) {
+    process.stdout.write(`kata-agent (guestkit) ${AGENT_VERSION}\n`);
+    return undefined;
+  }
+
+  // Logs go to the console, or to the host over vsock when agent.log_vport is set.
+  const sink = config.logVport > 0 ? logSink(config.logVport) : undefined;
+  const log = createLogger(config.logLevel, sink);
+  for (const w of warnings) log.warn(w);
+  for (const o of ignored) log.debug({ option: o }, 'kata option recognised and ignored');
+  log.info({ version: AGENT_VERSION, pid: process.pid, argv }, 'starting');
+
+  const isInit = process.pid === 1 && !config.noInit;
+  let stopping: Promise<void> | undefined;
+  let agent: Agent | undefined;
+  const earlyStop = (reason: string): void => {
+    if (agent) void agent.stop(reason);
+    else if (process.pid === 1) shutdown(reason, { log, sys: realInitSys, pid: 1 });
+    else process.exit(0);
+  };
+  const init = runInit(config, log, undefined, { onShutdown: (signal) => earlyStop(`signal ${signal}`) });
+  log.info({ mode: init.mode, mounted: init.mounted, skipped: init.skipped, failed: init.failed }, 'init done');
+  if (init.mode !== 'pid1') {
+    // Not PID 1: a signal stops the agent cleanly instead of powering anything off.
+    for (const s of ['SIGTERM', 'SIGINT'] as const) process.on(s, () => earlyStop(`signal ${s}`));
+    process.on('uncaughtException', (err) => log.error({ err: String(err?.stack ?? err) }, 'uncaught exception'));
+    process.on('unhandledRejection', (err) => log.error({ err: String(err) }, 'unhandled rejection'));
+  }
+
+  const reaper = new Reaper(undefined, log.child({ component: 'reaper' }));
+  reaper.start();
+  const spawner = new Spawner(reaper);
+
+  const dispatcher = new Dispatcher(log, plannedFor);
+  registerIssue2Services(dispatcher, {
+    isInit,
+    log: log.child({ component: 'services' }),
+    hotplugTimeoutMs: config.hotplugTimeoutMs,
+  });
+
+  const vsock = config.serverAddrExplicit ? undefined : vsockSelfTest();
+  if (vsock) log.info({ vsock }, 'vsock self-test');
+  const addr = chooseListenAddress(config, vsock?.ok ?? false);
+
+  const onConnection = (sock: net.Socket, info: { transport: string; peer?: string }): void => {
+    void sniff(
+      sock,
+      {
+        onTtrpc: (s) => {
+          serveTtrpc(s, dispatcher, log);
+        },
+        onGrpc: (s) => {
+          sharedGrpcServer(dispatcher, log).then(
+            (g) => g.inject(s),
+            (err) => {
+              log.error({ err: String(err) }, 'gRPC server unavailable');
+              s.destroy();
+            },
+          );
+        },
+      },
+      { log, peer: info.peer },
+    );
+  };
+
+  const listener = await listen(addr, onConnection, log);
+  log.info({ address: listener.address, startup_ms: Math.round(performance.now()) }, 'listening');
+
+  agent = {
+    config,
+    log,
+    reaper,
+    spawner,
+    dispatcher,
+    listener,
+    stop(reason: string) {
+      stopping ??= (async () => {
+        log.info({ reason }, 'stopping');
+        await listener.close().catch(() => undefined);
+        await closeSharedGrpcServer().catch(() => undefined);
+        reaper.stop();
+        await sink?.close().catch(() => undefined);
+        if (init.mode === 'pid1') shutdown(reason, { log, sys: realInitSys, pid: process.pid });
+        else process.exit(0);
+      })();
+      return stopping;
+    },
+  };
+  return agent;
+}
