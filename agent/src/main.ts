@@ -45,7 +45,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Agen
   const log = createLogger(config.logLevel, sink);
   for (const w of warnings) log.warn(w);
   for (const o of ignored) log.debug({ option: o }, 'kata option recognised and ignored');
-  log.info({ version: AGENT_VERSION, pid: process.pid, argv }, 'starting');
+  log.info({ version: AGENT_VERSION, argv }, 'starting');
 
   const isInit = process.pid === 1 && !config.noInit;
   let stopping: Promise<void> | undefined;
@@ -56,7 +56,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Agen
     else process.exit(0);
   };
   const init = runInit(config, log, undefined, { onShutdown: (signal) => earlyStop(`signal ${signal}`) });
-  log.info({ mode: init.mode, mounted: init.mounted, skipped: init.skipped, failed: init.failed }, 'init done');
+  if (init.mode !== 'pid1') log.info({ mode: init.mode }, 'init done');
   if (init.mode !== 'pid1') {
     // Not PID 1: a signal stops the agent cleanly instead of powering anything off.
     for (const s of ['SIGTERM', 'SIGINT'] as const) process.on(s, () => earlyStop(`signal ${s}`));

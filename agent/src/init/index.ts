@@ -128,7 +128,7 @@ export function runInit(
   if (summary.hostname === undefined) summary.errors.push('sethostname failed');
 
   log.info(
-    { mounted: summary.mounted, skipped: summary.skipped, failed: summary.failed, controllers: summary.controllersEnabled, tty: summary.tty },
+    { mode: summary.mode, mounted: summary.mounted, skipped: summary.skipped, failed: summary.failed, controllers: summary.controllersEnabled, tty: summary.tty },
     'init done',
   );
   return summary;

@@ -107,9 +107,14 @@ function methodInfoMissing(service: string, method: string): string {
   return `unknown method ${service}/${method}`;
 }
 
+/** setTimeout's limit. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 function withDeadline<T>(p: Promise<T>, ctx: CallContext, path: string): Promise<T> {
   if (ctx.deadline === undefined) return p;
   const left = ctx.deadline - Date.now();
+  // setTimeout fires at once beyond 2^31-1 ms (~24.8 days): treat such deadlines as none.
+  if (left > MAX_TIMER_MS) return p;
   if (left <= 0) return Promise.reject(new RpcError(Code.DEADLINE_EXCEEDED, `${path}: deadline exceeded before start`));
   return new Promise<T>((resolve, reject) => {
     const t = setTimeout(() => reject(new RpcError(Code.DEADLINE_EXCEEDED, `${path}: deadline exceeded after ${left} ms`)), left);
