@@ -7,19 +7,10 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeFrame, encodeRequest, FrameDecoder, decodeResponse } from '../../agent/src/rpc/ttrpc/codec';
 import { methodInfo } from '../../agent/src/rpc/proto';
+import { fuzzSeed, rng } from '../helpers/prng';
 import { agentCtl, connectUnix, isRoot, startNsAgent, type NsAgent } from '../helpers/agent-ns';
 
-/** Small seeded PRNG (mulberry32) so a failing fuzz run can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = (seed: number): (() => number) => rng(fuzzSeed(seed)).next;
 
 describe.skipIf(!isRoot)('agent as PID 1 in its own namespaces', () => {
   let agent: NsAgent;
