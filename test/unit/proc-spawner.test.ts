@@ -187,7 +187,7 @@ describe('planFdActions', () => {
     const acts = planFdActions([
       { to: 1, from: 2 },
       { to: 2, from: 1 },
-      { to: 0, from: { devnull: 0 } },
+      { to: 0, from: { path: '/dev/null', flags: 0 } },
       { to: 4, from: 4 },
     ]);
     expect(acts).toEqual([

@@ -25,8 +25,12 @@ const E = os.constants.errno;
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 export const DEFAULT_ENV: readonly string[] = [`PATH=${DEFAULT_PATH}`];
 
-/** A child's stdio slot: an fd the caller owns (dup2'd, caller closes it), /dev/null, or a new pipe. */
-export type StdioSpec = number | 'null' | 'pipe';
+/**
+ * A child's stdio slot: an fd the caller owns (dup2'd, caller closes it), /dev/null, a new pipe,
+ * or a path the child opens itself (after setsid, so opening a tty without O_NOCTTY makes it the
+ * child's controlling terminal: glibc applies POSIX_SPAWN_SETSID before the file actions).
+ */
+export type StdioSpec = number | 'null' | 'pipe' | { open: string; flags: number };
 
 export interface SpawnOptions {
   /** Program: absolute/relative path, or a bare name looked up in the child's PATH. */
@@ -104,10 +108,10 @@ export function resolveInPath(file: string, pathEnv: string): string {
   throw new SysError('posix_spawn', sawEacces ? E.EACCES : E.ENOENT, file);
 }
 
-/** What child fd `to` gets: a parent fd, or /dev/null opened with `flags`. */
+/** What child fd `to` gets: a parent fd, or `path` opened in the child with `flags`. */
 export interface FdMapping {
   to: number;
-  from: number | { devnull: number };
+  from: number | { path: string; flags: number };
 }
 
 /**
@@ -151,7 +155,7 @@ export function planFdActions(mappings: readonly FdMapping[], closeOthers = true
   }
   for (const m of mappings) {
     if (typeof m.from === 'number') continue;
-    actions.push({ op: 'open', fd: m.to, path: '/dev/null', flags: m.from.devnull });
+    actions.push({ op: 'open', fd: m.to, path: m.from.path, flags: m.from.flags });
   }
   const topTarget = Math.max(-1, ...targets);
   if (closeOthers) {
@@ -198,7 +202,8 @@ export class Spawner {
     let pid: number;
     try {
       for (const [name, fd, spec, nullFlags] of slots) {
-        if (spec === 'null') mappings.push({ to: fd, from: { devnull: nullFlags } });
+        if (spec === 'null') mappings.push({ to: fd, from: { path: '/dev/null', flags: nullFlags } });
+        else if (typeof spec === 'object') mappings.push({ to: fd, from: { path: spec.open, flags: spec.flags } });
         else if (spec === 'pipe') {
           const [r, w] = this.deps.pipe2(O_CLOEXEC);
           const [mine, theirs] = fd === 0 ? [w, r] : [r, w];
