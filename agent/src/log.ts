@@ -23,7 +23,9 @@ export function createLogger(level: Level = 'info', dest?: DestinationStream): L
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    dest ?? pino.destination({ fd: 1, sync: true }),
+    // `dest: 1` rather than `fd: 1`: the same SonicBoom on fd 1, but pino.destination()
+    // then never touches process.stdout (which would build a whole stdio stream at start-up).
+    dest ?? pino.destination({ dest: 1, sync: true }),
   );
 }
 

@@ -1,7 +1,6 @@
 // The agent: read config, do PID-1 duties, start the reaper, serve the protocol.
 // Kept short: every step lives in its own module.
 import type net from 'node:net';
-import { performance } from 'node:perf_hooks';
 import { chooseListenAddress, readConfig, USAGE, type AgentConfig } from './config';
 import { realInitSys, runInit, shutdown } from './init/index';
 import { createLogger, type Logger } from './log';
@@ -10,6 +9,7 @@ import { Spawner } from './proc/spawner';
 import { Dispatcher } from './rpc/dispatch';
 import { closeSharedGrpcServer, sharedGrpcServer } from './rpc/grpc';
 import { plannedFor } from './rpc/planned';
+import { prepareSchema } from './rpc/proto';
 import { serveTtrpc } from './rpc/ttrpc/server';
 import { registerIssue2Services } from './services/index';
 import { listen, type Listener } from './transport/listen';
@@ -101,7 +101,17 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Agen
   };
 
   const listener = await listen(addr, onConnection, log);
-  log.info({ address: listener.address, startup_ms: Math.round(performance.now()) }, 'listening');
+  // process.uptime(), not performance.now(): the same clock origin without loading perf_hooks.
+  log.info({ address: listener.address, startup_ms: Math.round(process.uptime() * 1000) }, 'listening');
+  // Work not needed to accept connections is done once listening (a request that
+  // arrives meanwhile is simply read after it).
+  setImmediate(() => {
+    try {
+      prepareSchema();
+    } catch (err) {
+      log.error({ err: String(err) }, 'protocol schema failed to load');
+    }
+  });
 
   agent = {
     config,

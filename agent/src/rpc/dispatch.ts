@@ -90,10 +90,12 @@ export class Dispatcher {
         `${info.path} is not implemented${plan ? ` yet (planned: ${plan})` : ''}`,
       );
     }
-    const started = process.hrtime.bigint();
+    // Timed (and the log entry built) only when it will be logged: this is every call's path.
+    const debug = ctx.log.isLevelEnabled('debug');
+    const started = debug ? process.hrtime.bigint() : 0n;
     try {
       const res = await withDeadline(Promise.resolve().then(() => handler(req, ctx)), ctx, info.path);
-      ctx.log.debug({ method: info.path, us: Number(process.hrtime.bigint() - started) / 1000 }, 'rpc ok');
+      if (debug) ctx.log.debug({ method: info.path, us: Number(process.hrtime.bigint() - started) / 1000 }, 'rpc ok');
       return (res ?? {}) as Record<string, any>;
     } catch (err) {
       const st = toStatus(err);

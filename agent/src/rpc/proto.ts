@@ -1,7 +1,7 @@
 // The protocol schema: loaded from the descriptor that scripts/gen-descriptor.mjs
 // compiles from agent/proto/*.proto (the one source of truth). Server (ttrpc and
 // gRPC) and agent-ctl all encode and decode through this module.
-import protobuf from 'protobufjs/light.js';
+import type protobuf from 'protobufjs/light.js';
 import descriptor from './descriptor.generated.json';
 import { scanFields, withoutFields } from './wire';
 
@@ -32,13 +32,30 @@ export interface MethodInfo {
 
 let root: protobuf.Root | undefined;
 let methodTable: Map<string, MethodInfo> | undefined;
+let protobufjs: typeof protobuf | undefined;
+
+/**
+ * protobufjs itself is loaded (evaluated) on first use, not at start-up: nothing
+ * on the agent's way to 'listening' needs it. esbuild bundles this require().
+ */
+function loadProtobufjs(): typeof protobuf {
+  return (protobufjs ??= require('protobufjs/light.js') as typeof protobuf);
+}
 
 export function schemaRoot(): protobuf.Root {
   if (!root) {
-    root = protobuf.Root.fromJSON(descriptor as protobuf.INamespace);
+    root = loadProtobufjs().Root.fromJSON(descriptor as protobuf.INamespace);
     root.resolveAll();
   }
   return root;
+}
+
+/**
+ * Build the schema now rather than on the first call: the agent calls this once it
+ * is listening, so neither start-up nor the first RPC pays for it.
+ */
+export function prepareSchema(): void {
+  schemaRoot();
 }
 
 export function lookupType(name: string): protobuf.Type {
@@ -66,33 +83,68 @@ function decodeCreateContainer(type: protobuf.Type, buf: Uint8Array): Record<str
   return obj;
 }
 
+interface DescriptorNamespace {
+  nested?: Record<string, DescriptorNamespace>;
+  methods?: Record<string, { requestType: string; responseType: string; requestStream?: boolean; responseStream?: boolean }>;
+}
+
+/**
+ * One method of the table. Built from the plain descriptor without protobufjs:
+ * the schema (protobufjs reflection, ~10 ms to build) is only built the first time
+ * a request/response type is needed, not on the agent's way to 'listening'.
+ */
+class Method implements MethodInfo {
+  readonly path: string;
+  private reqType?: protobuf.Type;
+  private resType?: protobuf.Type;
+
+  constructor(
+    readonly service: string,
+    readonly method: string,
+    readonly requestStream: boolean,
+    readonly responseStream: boolean,
+  ) {
+    this.path = `/${service}/${method}`;
+    this.decodeRequest =
+      service === 'grpc.AgentService' && method === 'CreateContainer'
+        ? (buf) => decodeCreateContainer(this.requestType, buf)
+        : (buf) => decode(this.requestType, buf);
+  }
+
+  private resolve(): void {
+    const m = schemaRoot().lookupService(this.service).methods[this.method]!;
+    m.resolve();
+    this.reqType = m.resolvedRequestType!;
+    this.resType = m.resolvedResponseType!;
+  }
+
+  get requestType(): protobuf.Type {
+    if (!this.reqType) this.resolve();
+    return this.reqType!;
+  }
+
+  get responseType(): protobuf.Type {
+    if (!this.resType) this.resolve();
+    return this.resType!;
+  }
+
+  // Own properties (not prototype methods), so they can be passed around unbound.
+  readonly decodeRequest: (buf: Uint8Array) => Record<string, any>;
+  readonly encodeRequest = (obj: Record<string, any>): Uint8Array => encode(this.requestType, obj);
+  readonly decodeResponse = (buf: Uint8Array): Record<string, any> => decode(this.responseType, buf);
+  readonly encodeResponse = (obj: Record<string, any>): Uint8Array => encode(this.responseType, obj);
+}
+
 /** All RPC methods of the services we serve, keyed "grpc.AgentService/Method". */
 export function methods(): Map<string, MethodInfo> {
   if (methodTable) return methodTable;
   const table = new Map<string, MethodInfo>();
-  const r = schemaRoot();
   for (const serviceName of SERVICES) {
-    const service = r.lookupService(serviceName);
-    for (const m of Object.values(service.methods)) {
-      m.resolve();
-      const requestType = m.resolvedRequestType!;
-      const responseType = m.resolvedResponseType!;
-      const special = serviceName === 'grpc.AgentService' && m.name === 'CreateContainer';
-      table.set(`${serviceName}/${m.name}`, {
-        service: serviceName,
-        method: m.name,
-        path: `/${serviceName}/${m.name}`,
-        requestType,
-        responseType,
-        requestStream: !!m.requestStream,
-        responseStream: !!m.responseStream,
-        decodeRequest: special
-          ? (buf) => decodeCreateContainer(requestType, buf)
-          : (buf) => decode(requestType, buf),
-        encodeRequest: (obj) => encode(requestType, obj),
-        decodeResponse: (buf) => decode(responseType, buf),
-        encodeResponse: (obj) => encode(responseType, obj),
-      });
+    let ns: DescriptorNamespace | undefined = descriptor as DescriptorNamespace;
+    for (const part of serviceName.split('.')) ns = ns?.nested?.[part];
+    if (!ns?.methods) throw new Error(`protocol descriptor has no service ${serviceName}`);
+    for (const [name, m] of Object.entries(ns.methods)) {
+      table.set(`${serviceName}/${name}`, new Method(serviceName, name, !!m.requestStream, !!m.responseStream));
     }
   }
   methodTable = table;

@@ -1,11 +1,9 @@
 // The RPCs of issue 2: health, guest details and guest-wide operations,
 // CopyFile and GetMetrics, registered on the shared Dispatcher.
-import type { Dispatcher } from '../rpc/dispatch';
-import { makeCopyFile } from './copyfile';
+import type { Dispatcher, Handler } from '../rpc/dispatch';
 import { resolveDeps, type ResolvedDeps, type ServiceDeps } from './deps';
 import { makeGuestHandlers } from './guest';
 import { healthCheck, healthVersion } from './health';
-import { makeGetMetrics } from './metrics';
 
 export type { HandlerRegistry, ServiceDeps, ServicePaths, ServiceSys, StatFs } from './deps';
 export { DEFAULT_PATHS, resolveDeps } from './deps';
@@ -38,7 +36,24 @@ export function registerIssue2Services(dispatcher: Dispatcher, deps: ServiceDeps
   dispatcher.register('grpc.AgentService/ReseedRandomDev', guest.reseedRandomDev);
   dispatcher.register('grpc.AgentService/OnlineCPUMem', guest.onlineCpuMem);
   dispatcher.register('grpc.AgentService/MemHotplugByProbe', guest.memHotplugByProbe);
-  dispatcher.register('grpc.AgentService/CopyFile', makeCopyFile(d));
-  dispatcher.register('grpc.AgentService/GetMetrics', makeGetMetrics(d));
+  // CopyFile (node:crypto) and GetMetrics are loaded on their first call: the
+  // agent does not evaluate them on its way to 'listening'.
+  dispatcher.register('grpc.AgentService/CopyFile', lazyHandler(async () => (await import('./copyfile')).makeCopyFile(d)));
+  dispatcher.register('grpc.AgentService/GetMetrics', lazyHandler(async () => (await import('./metrics')).makeGetMetrics(d)));
   return { deps: d, idle: guest.idle };
+}
+
+/** A handler made by `load` on its first call (a failed load is retried on the next call). */
+function lazyHandler(load: () => Promise<Handler>): Handler {
+  let handler: Handler | undefined;
+  let loading: Promise<Handler> | undefined;
+  return async (req, ctx) => {
+    if (!handler) {
+      loading ??= load().finally(() => {
+        loading = undefined;
+      });
+      handler = await loading;
+    }
+    return handler(req, ctx);
+  };
 }
