@@ -7,6 +7,7 @@ import { createLogger, type Logger } from './log';
 import { Reaper } from './proc/reaper';
 import { Spawner } from './proc/spawner';
 import { Dispatcher } from './rpc/dispatch';
+import { startDebugConsole, type DebugConsole } from './console/debug-console';
 import { closeSharedGrpcServer, sharedGrpcServer } from './rpc/grpc';
 import { plannedFor } from './rpc/planned';
 import { prepareSchema } from './rpc/proto';
@@ -55,7 +56,13 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Agen
     else if (process.pid === 1) shutdown(reason, { log, sys: realInitSys, pid: 1 });
     else process.exit(0);
   };
-  const init = runInit(config, log, undefined, { onShutdown: (signal) => earlyStop(`signal ${signal}`) });
+  const init = runInit(config, log, undefined, {
+    onShutdown: (signal) => {
+      // As PID 1, ^C on the console (our controlling terminal) must not power the VM off (D9).
+      if (signal === 'SIGINT') log.warn('SIGINT ignored as PID 1 (SIGTERM powers off)');
+      else earlyStop(`signal ${signal}`);
+    },
+  });
   if (init.mode !== 'pid1') log.info({ mode: init.mode }, 'init done');
   if (init.mode !== 'pid1') {
     // Not PID 1: a signal stops the agent cleanly instead of powering anything off.
@@ -67,6 +74,14 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Agen
   const reaper = new Reaper(undefined, log.child({ component: 'reaper' }));
   reaper.start();
   const spawner = new Spawner(reaper);
+
+  let debugConsole: DebugConsole | undefined;
+  if (config.debugConsole) {
+    startDebugConsole({ vport: config.debugConsoleVport, spawner, log: log.child({ component: 'debug-console' }) }).then(
+      (dc) => (debugConsole = dc),
+      (err) => log.warn({ err: String(err) }, 'cannot start the debug console'),
+    );
+  }
 
   const dispatcher = new Dispatcher(log, plannedFor);
   registerIssue2Services(dispatcher, {
@@ -125,6 +140,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Agen
         log.info({ reason }, 'stopping');
         await listener.close().catch(() => undefined);
         await closeSharedGrpcServer().catch(() => undefined);
+        await debugConsole?.close().catch(() => undefined);
         reaper.stop();
         await sink?.close().catch(() => undefined);
         if (init.mode === 'pid1') shutdown(reason, { log, sys: realInitSys, pid: process.pid });

@@ -224,6 +224,13 @@ describe.skipIf(!isRoot)('agent as PID 1 in its own namespaces', () => {
     }
   });
 
+  it('ignores SIGINT as PID 1 (a ^C on the console must not power off)', async () => {
+    process.kill(agent.agentPid, 'SIGINT');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(agent.logLines().some((l) => /SIGINT ignored/.test(l.msg))).toBe(true);
+    expect(agentCtl(['--addr', agent.addr, 'check']).code).toBe(0);
+  });
+
   it('powers off (ends its PID namespace) on SIGTERM as PID 1', async () => {
     process.kill(agent.agentPid, 'SIGTERM');
     const code = await Promise.race([agent.exited, new Promise((r) => setTimeout(() => r('timeout'), 15_000))]);

@@ -11,6 +11,7 @@
 // - EOF or a reset ends the connection; responses for a vanished client are
 //   dropped silently.
 // The connection never throws out of its event handlers: the agent is PID 1.
+import { setMaxListeners } from 'node:events';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { BytesResult, CallContext, Dispatcher } from '../dispatch';
@@ -58,6 +59,8 @@ export function serveTtrpc(
   const clog = log.child({ ttrpc_conn: ++connSeq });
   const decoder = new FrameDecoder();
   const connAbort = new AbortController();
+  // Every call's handler may listen on this signal (long polls): many at once is normal.
+  setMaxListeners(0, connAbort.signal);
   /** Per-call controllers of calls with a deadline (the others share connAbort.signal). */
   const callAborts = new Set<AbortController>();
 
