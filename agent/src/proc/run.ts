@@ -40,7 +40,8 @@ export interface RunResult {
   truncated?: boolean;
 }
 
-class Capture {
+/** Collect a stream's bytes up to `max` (the rest is read and dropped). */
+export class Capture {
   private chunks: Buffer[] = [];
   private size = 0;
   truncated = false;

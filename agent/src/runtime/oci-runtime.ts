@@ -20,6 +20,7 @@
 // runtime's error text; the code is NOT_FOUND for an unknown container,
 // ALREADY_EXISTS, FAILED_PRECONDITION for a container in the wrong state,
 // DEADLINE_EXCEEDED on timeout, else INTERNAL.
+import { Capture } from '../proc/run';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -228,34 +229,6 @@ export function classifyFailure(command: string, detail: string, statePath?: str
     return Code.FAILED_PRECONDITION;
   }
   return Code.INTERNAL;
-}
-
-/** Collect a stream's bytes up to `max` (the rest is read and dropped). */
-class Collector {
-  private chunks: Buffer[] = [];
-  private size = 0;
-  truncated = false;
-  readonly done: Promise<void>;
-  constructor(
-    readonly stream: Readable,
-    private readonly max: number,
-  ) {
-    this.done = new Promise((resolve) => {
-      stream.on('data', (c: Buffer) => {
-        const room = this.max - this.size;
-        if (c.length > room) this.truncated = true;
-        if (room <= 0) return;
-        const part = c.length > room ? c.subarray(0, room) : c;
-        this.chunks.push(part);
-        this.size += part.length;
-      });
-      stream.on('error', () => resolve());
-      stream.on('close', () => resolve());
-    });
-  }
-  text(): string {
-    return Buffer.concat(this.chunks).toString('utf8');
-  }
 }
 
 interface InvokeOptions {
@@ -471,8 +444,8 @@ export class CliRuntime implements OciRuntime {
         '',
       );
     }
-    const out = proc.stdout ? new Collector(proc.stdout, MAX_STDOUT) : undefined;
-    const errOut = proc.stderr ? new Collector(proc.stderr, MAX_DIAG) : undefined;
+    const out = proc.stdout ? new Capture(proc.stdout, MAX_STDOUT) : undefined;
+    const errOut = proc.stderr ? new Capture(proc.stderr, MAX_DIAG) : undefined;
 
     let timedOut = false;
     let exited = false;
