@@ -47,6 +47,8 @@ export interface AgentConfig {
   ociRuntime: string;
   /** --no-init: skip PID-1 duties even when running as PID 1. */
   noInit: boolean;
+  /** --cmdline-file: the file read as the kernel command line instead of /proc/cmdline ('' = /proc/cmdline). */
+  cmdlineFile: string;
   /** --help / -h was given: the caller prints USAGE and exits. */
   help: boolean;
   /** --version / -V was given: the caller prints the version and exits. */
@@ -97,6 +99,7 @@ export function defaultConfig(): AgentConfig {
     cgroupNoV1: [],
     ociRuntime: DEFAULT_OCI_RUNTIME,
     noInit: false,
+    cmdlineFile: '',
     help: false,
     version: false,
     sources: {},
@@ -116,6 +119,8 @@ Options:
   --channel C          auto|vsock|serial: transport when no address is given
   --oci-runtime PATH   OCI runtime binary (default ${DEFAULT_OCI_RUNTIME})
   --no-init            skip PID-1 duties (mounts, console, shutdown) even as PID 1
+  --cmdline-file PATH  read the kernel command line options from PATH instead of
+                       /proc/cmdline (testing)
   -h, --help           print this help and exit
   -V, --version        print the version and exit
 
@@ -356,6 +361,14 @@ const FLAGS: Record<string, FlagSpec> = {
   '--channel': { takesValue: true, ...CMDLINE_OPTIONS['agent.channel']! },
   '--oci-runtime': { takesValue: true, ...CMDLINE_OPTIONS['agent.oci_runtime']! },
   '--no-init': { takesValue: false, field: 'noInit', apply: (c) => (c.noInit = true) },
+  '--cmdline-file': {
+    takesValue: true,
+    field: 'cmdlineFile',
+    apply: (c, v) => {
+      if (v === undefined) throw new Error('requires a value');
+      c.cmdlineFile = parseNonEmpty(v);
+    },
+  },
   '--help': { takesValue: false, field: 'help', apply: (c) => (c.help = true) },
   '-h': { takesValue: false, field: 'help', apply: (c) => (c.help = true) },
   '--version': { takesValue: false, field: 'version', apply: (c) => (c.version = true) },
@@ -471,18 +484,50 @@ export function chooseListenAddress(
 }
 
 export interface ReadConfigOptions {
+  /** The command line file when --cmdline-file is not given (default /proc/cmdline). */
   cmdlinePath?: string;
   env?: Record<string, string | undefined>;
   argv?: readonly string[];
 }
 
-/** loadConfig() fed from /proc/cmdline (missing/unreadable => ''), process.env and process.argv. */
-export function readConfig(opts: ReadConfigOptions = {}): LoadConfigResult {
-  let cmdline = '';
-  try {
-    cmdline = fs.readFileSync(opts.cmdlinePath ?? '/proc/cmdline', 'utf8');
-  } catch {
-    cmdline = '';
+/**
+ * The value of the last --cmdline-file flag in argv (`--cmdline-file PATH` or
+ * `--cmdline-file=PATH`), or undefined. Parsed ahead of loadConfig(), which
+ * needs the file's text; loadConfig() then records the flag like any other.
+ */
+export function cmdlineFileFromArgv(argv: readonly string[]): string | undefined {
+  let file: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--cmdline-file') {
+      if (i + 1 < argv.length) file = argv[++i];
+    } else if (arg.startsWith('--cmdline-file=')) {
+      file = arg.slice('--cmdline-file='.length);
+    } else if (FLAGS[arg]?.takesValue) {
+      i++; // skip the value of another flag (it could be "--cmdline-file")
+    }
   }
-  return loadConfig({ cmdline, env: opts.env ?? process.env, argv: opts.argv ?? process.argv.slice(2) });
+  return file === undefined || file.trim() === '' ? undefined : file.trim();
+}
+
+/**
+ * loadConfig() fed from the command line file (--cmdline-file, else
+ * opts.cmdlinePath, else /proc/cmdline; missing/unreadable => '', with a
+ * warning only for a file named by --cmdline-file), process.env and process.argv.
+ */
+export function readConfig(opts: ReadConfigOptions = {}): LoadConfigResult {
+  const argv = opts.argv ?? process.argv.slice(2);
+  const flagged = cmdlineFileFromArgv(argv);
+  const file = flagged ?? opts.cmdlinePath ?? '/proc/cmdline';
+  let cmdline = '';
+  let problem: string | undefined;
+  try {
+    cmdline = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    cmdline = '';
+    if (flagged !== undefined) problem = `--cmdline-file ${file}: ${(err as Error).message}; using an empty command line`;
+  }
+  const res = loadConfig({ cmdline, env: opts.env ?? process.env, argv });
+  if (problem !== undefined) res.warnings.unshift(problem);
+  return res;
 }

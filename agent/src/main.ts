@@ -13,6 +13,7 @@ import { plannedFor } from './rpc/planned';
 import { prepareSchema } from './rpc/proto';
 import { serveTtrpc } from './rpc/ttrpc/server';
 import { registerIssue2Services } from './services/index';
+import { registerIssue3Services } from './services/issue3';
 import { listen, type Listener } from './transport/listen';
 import { logSink } from './transport/logsink';
 import { sniff } from './transport/sniff';
@@ -89,6 +90,15 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Agen
     log: log.child({ component: 'services' }),
     hotplugTimeoutMs: config.hotplugTimeoutMs,
   });
+  const issue3 = registerIssue3Services(dispatcher, {
+    log: log.child({ component: 'services' }),
+    spawner,
+    reaper,
+    ociRuntime: config.ociRuntime,
+    containerPipeSize: config.containerPipeSize,
+    isInit,
+    onDestroyed: () => void agent?.stop('sandbox destroyed'),
+  });
 
   const vsock = config.serverAddrExplicit ? undefined : vsockSelfTest();
   if (vsock) log.info({ vsock }, 'vsock self-test');
@@ -141,6 +151,8 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Agen
         await listener.close().catch(() => undefined);
         await closeSharedGrpcServer().catch(() => undefined);
         await debugConsole?.close().catch(() => undefined);
+        // Not PID 1: containers, mounts and cgroups would outlive the agent on the host.
+        if (init.mode !== 'pid1') await issue3.close().catch(() => undefined);
         reaper.stop();
         await sink?.close().catch(() => undefined);
         if (init.mode === 'pid1') shutdown(reason, { log, sys: realInitSys, pid: process.pid });

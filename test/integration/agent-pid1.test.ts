@@ -90,9 +90,9 @@ describe.skipIf(!isRoot)('agent as PID 1 in its own namespaces', () => {
 
   it('answers RPCs of later issues with UNIMPLEMENTED naming the method, over both protocols', () => {
     for (const proto of ['ttrpc', 'grpc']) {
-      const r = agentCtl(['--addr', agent.addr, '--proto', proto, 'call', 'CreateContainer', '--json', '{"container_id": "x"}']);
+      const r = agentCtl(['--addr', agent.addr, '--proto', proto, 'call', 'SetPolicy', '--json', '{"policy": "x"}']);
       expect(r.code).toBe(1);
-      expect(r.stderr).toMatch(/UNIMPLEMENTED.*CreateContainer/);
+      expect(r.stderr).toMatch(/UNIMPLEMENTED.*SetPolicy/);
     }
   });
 

@@ -15,6 +15,7 @@ import {
   parseCmdline,
   parseDurationMs,
   readConfig,
+  cmdlineFileFromArgv,
   type AgentConfig,
 } from '../../agent/src/config';
 
@@ -45,6 +46,7 @@ describe('defaults', () => {
       cgroupNoV1: [],
       ociRuntime: 'crun',
       noInit: false,
+      cmdlineFile: '',
       help: false,
       version: false,
       sources: {},
@@ -422,7 +424,7 @@ describe('chooseListenAddress', () => {
 
 describe('usage', () => {
   it('documents every flag and kernel option', () => {
-    for (const s of ['--listen', '--log-level', '--channel', '--oci-runtime', '--no-init', '--help', '--version',
+    for (const s of ['--listen', '--log-level', '--channel', '--oci-runtime', '--no-init', '--cmdline-file', '--help', '--version',
       'agent.log', 'agent.server_addr', 'agent.hotplug_timeout', 'agent.debug_console', 'agent.debug_console_vport',
       'agent.log_vport', 'agent.container_pipe_size', 'agent.devmode', 'agent.channel', 'agent.oci_runtime',
       'systemd.unified_cgroup_hierarchy', 'cgroup_no_v1', 'KATA_AGENT_SERVER_ADDR', 'KATA_AGENT_LOG_LEVEL']) {
@@ -448,5 +450,39 @@ describe('readConfig', () => {
     const { config, warnings } = readConfig({ cmdlinePath: '/nonexistent/cmdline', env: {}, argv: [] });
     expect(warnings).toEqual([]);
     expect(config).toEqual(defaultConfig());
+  });
+
+  it('--cmdline-file PATH replaces /proc/cmdline (both flag forms; the last one wins)', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cfg-'));
+    const a = path.join(dir, 'a');
+    const b = path.join(dir, 'b');
+    fs.writeFileSync(a, 'systemd.unified_cgroup_hierarchy=0 agent.oci_runtime=runc\n');
+    fs.writeFileSync(b, 'agent.log=debug\n');
+    try {
+      const one = readConfig({ cmdlinePath: '/nonexistent/cmdline', env: {}, argv: ['--cmdline-file', a] });
+      expect(one.warnings).toEqual([]);
+      expect(one.config).toMatchObject({ unifiedCgroupHierarchy: false, ociRuntime: 'runc', cmdlineFile: a });
+      expect(one.config.sources).toMatchObject({ unifiedCgroupHierarchy: 'cmdline', ociRuntime: 'cmdline', cmdlineFile: 'argv' });
+      // a flag still beats the command line file
+      const two = readConfig({ env: {}, argv: [`--cmdline-file=${a}`, '--oci-runtime', 'crun', '--cmdline-file', b] });
+      expect(two.warnings).toEqual([]);
+      expect(two.config).toMatchObject({ logLevel: 'debug', unifiedCgroupHierarchy: true, ociRuntime: 'crun', cmdlineFile: b });
+    } finally {
+      fs.rmSync(dir, { recursive: true });
+    }
+  });
+
+  it('an unreadable --cmdline-file is a warning and an empty command line', () => {
+    const { config, warnings } = readConfig({ env: {}, argv: ['--cmdline-file', '/nonexistent/cmdline-file'] });
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/^--cmdline-file \/nonexistent\/cmdline-file: .*ENOENT.*; using an empty command line$/);
+    expect({ ...config, cmdlineFile: '', sources: {} }).toEqual(defaultConfig());
+  });
+
+  it('cmdlineFileFromArgv does not take another flag\'s value for the file', () => {
+    expect(cmdlineFileFromArgv(['--listen', '--cmdline-file', '--no-init'])).toBeUndefined();
+    expect(cmdlineFileFromArgv(['--cmdline-file', 'x', '--cmdline-file=y'])).toBe('y');
+    expect(cmdlineFileFromArgv(['--cmdline-file'])).toBeUndefined();
+    expect(cmdlineFileFromArgv(['--cmdline-file='])).toBeUndefined();
   });
 });

@@ -30,7 +30,7 @@ describe('mountinfo parsing', () => {
     const e = parseMountInfo(fixture('mountinfo-initramfs.txt'));
     expect(e).toHaveLength(6);
     expect(e[3]).toEqual({
-      id: 22, parent: 1, mountPoint: '/dev', options: 'rw,nosuid,relatime', fstype: 'devtmpfs', source: 'dev',
+      id: 22, parent: 1, mountPoint: '/dev', options: 'rw,nosuid,relatime', optional: [], fstype: 'devtmpfs', source: 'dev',
       superOptions: 'rw,size=1015532k,nr_inodes=253883,mode=755',
     });
     expect(e[5]!.mountPoint).toBe('/mnt/with space');
@@ -39,7 +39,7 @@ describe('mountinfo parsing', () => {
   it('handles optional fields before the separator and skips junk lines', () => {
     const e = parseMountInfo('36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 shared:2 - ext3 /dev/root rw,errors=continue\ngarbage\n\n');
     expect(e).toHaveLength(1);
-    expect(e[0]).toMatchObject({ mountPoint: '/mnt2', fstype: 'ext3', source: '/dev/root' });
+    expect(e[0]).toMatchObject({ mountPoint: '/mnt2', fstype: 'ext3', source: '/dev/root', optional: ['master:1', 'shared:2'] });
   });
 
   it('mountedType reports the topmost mount at a path', () => {

@@ -5,6 +5,8 @@ export interface MountInfoEntry {
   parent: number;
   /** Mount point, unescaped (\040 -> space). */
   mountPoint: string;
+  /** Optional fields (propagation), e.g. ["shared:12", "master:3"]. */
+  optional: string[];
   fstype: string;
   source: string;
   options: string;
@@ -28,6 +30,7 @@ export function parseMountInfo(text: string): MountInfoEntry[] {
       parent: Number(f[1]),
       mountPoint: unescape(f[4]!),
       options: f[5]!,
+      optional: f.slice(6, sep),
       fstype: f[sep + 1]!,
       source: unescape(f[sep + 2]!),
       superOptions: f[sep + 3] ?? '',

@@ -481,7 +481,7 @@ export class CliRuntime implements OciRuntime {
       proc.stderr?.destroy();
     }
     const logText = await readBounded(logFile, MAX_DIAG);
-    fs.promises.unlink(logFile).catch(() => undefined);
+    await fs.promises.unlink(logFile).catch(() => undefined);
     const ms = Math.round((performance.now() - t0) * 10) / 10;
 
     if (st.code === 0 && !timedOut) {
