@@ -1,5 +1,4 @@
-// Start the container-capable test agent (test/integration/fixtures/containers-agent.ts:
-// main() + registerIssue3Services) as PID 1 of private PID, mount and UTS
+// Start the real agent (dist/kata-agent.mjs) as PID 1 of private PID, mount and UTS
 // namespaces, on a unix socket, with a kernel command line file. The outer
 // mount namespace first unmounts the host's /sys/fs/cgroup tree (hybrid on
 // this machine, which crun refuses), so the agent's own PID-1 init mounts the
@@ -10,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { AgentClient } from '../../agent/src/client/agent';
-import { bundleEntry } from './bundle';
+import { AGENT } from './agent-ns';
 import { makeBusyboxRootfs } from './busybox-rootfs';
 
 export interface ContainersAgent {
@@ -32,10 +31,9 @@ export interface ContainersAgent {
   stop(): Promise<void>;
 }
 
-const AGENT_ENTRY = 'test/integration/fixtures/containers-agent.ts';
 
 export async function startContainersAgent(opts: { cmdline: string; extraArgs?: string[] }): Promise<ContainersAgent> {
-  const bundle = await bundleEntry(AGENT_ENTRY);
+  const bundle = AGENT;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gk-ctr-agent-'));
   const sock = path.join(dir, 'agent.sock');
   const cmdlineFile = path.join(dir, 'cmdline');
@@ -62,11 +60,12 @@ export async function startContainersAgent(opts: { cmdline: string; extraArgs?: 
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';
-  child.stdout!.on('data', (d) => (out += d));
+  const logFile = process.env.GK_AGENT_LOG ? fs.createWriteStream(process.env.GK_AGENT_LOG, { flags: 'a' }) : undefined;
+  child.stdout!.on('data', (d) => { out += d; logFile?.write(d); });
   child.stderr!.on('data', (d) => (out += d));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const deadline = Date.now() + 20_000;
-  while (!/"msg":"container services registered"/.test(out)) {
+  while (!/"msg":"listening"/.test(out)) {
     if (Date.now() > deadline || child.exitCode !== null) {
       child.kill('SIGKILL');
       throw new Error(`agent did not start; output:\n${out}`);

@@ -110,6 +110,15 @@ describe('Spawner', () => {
     expect(blk).toBe(0n);
   });
 
+  it('keepDisposition leaves only the named signals as the agent has them (SIGPIPE ignored)', async () => {
+    const SIGPIPE_BIT = 1n << 12n;
+    const p = spawner.spawn({
+      file: 'grep', args: ['grep', '-E', '^SigIgn', '/proc/self/status'], stdout: 'pipe', keepDisposition: [13],
+    });
+    const ign = BigInt('0x' + /SigIgn:\s*([0-9a-f]+)/.exec(await collect(p.stdout))![1]);
+    expect(ign).toBe(SIGPIPE_BIT); // SIGPIPE inherited as ignored, every other signal reset
+  });
+
   it('makes the child a session leader by default, and not with setsid: false', async () => {
     const a = spawner.spawn({ file: 'cat', args: ['cat', '/proc/self/stat'], stdout: 'pipe' });
     const [, , pgrp, session] = statFields(await collect(a.stdout));

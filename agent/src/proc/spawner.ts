@@ -49,6 +49,8 @@ export interface SpawnOptions {
   setsid?: boolean;
   /** Put the child in process group `pgroup` (0 = its own). Only when setsid is false. */
   pgroup?: number;
+  /** Signals whose disposition the child inherits instead of SIG_DFL (e.g. [13]: SIGPIPE ignored, as in the agent). */
+  keepDisposition?: readonly number[];
 }
 
 export interface SpawnedProcess {
@@ -220,6 +222,7 @@ export class Spawner {
       pid = this.deps.spawn(file, argv, env, actions, {
         setsid,
         pgroup: setsid ? undefined : opts.pgroup,
+        keepDisposition: opts.keepDisposition,
       });
     } catch (err) {
       for (const fd of [...childEnds, ...Object.values(parentEnds)]) this.closeQuietly(fd);

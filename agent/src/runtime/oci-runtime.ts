@@ -33,6 +33,7 @@ import { kill as sysKill } from '../sys/misc';
 import { validateContainerId } from './ids';
 
 const SIGKILL = os.constants.signals.SIGKILL;
+const SIGPIPE = 13;
 const ESRCH = os.constants.errno.ESRCH;
 
 /** Where per-call runtime log files go by default (removed after each call). */
@@ -430,6 +431,12 @@ export class CliRuntime implements OciRuntime {
       stdout: withStdio ? (io.stdio!.stdout ?? 'null') : 'pipe',
       stderr: withStdio ? (io.stdio!.stderr ?? 'null') : 'pipe',
       setsid: true,
+      // start/delete run poststart/poststop hooks and write the container state to each hook's
+      // stdin: a hook that exits without reading it would kill the runtime with SIGPIPE. These
+      // commands fork no container process, so they may keep the agent's SIGPIPE=ignored (an EPIPE
+      // error instead). create and exec fork the container's processes, which must start with
+      // SIGPIPE at its default (docs/decisions.md D11).
+      keepDisposition: command === 'create' || command === 'exec' ? undefined : [SIGPIPE],
     };
     let proc: SpawnedProcess;
     try {

@@ -51,6 +51,11 @@ export interface SpawnAttrs {
   resetSignals?: boolean;
   /** Give the child an empty signal mask (default true). */
   emptySigmask?: boolean;
+  /**
+   * Signals left out of the reset: the child inherits the agent's disposition (Node ignores
+   * SIGPIPE, so [13] gives the child SIGPIPE ignored). Only with resetSignals.
+   */
+  keepDisposition?: readonly number[];
 }
 
 /**
@@ -169,6 +174,9 @@ function setAttrs(attr: Buffer, attrs: SpawnAttrs, path: string): void {
     // unless they are in the SETSIGDEF set, and exec would keep that.
     const set = Buffer.alloc(SIGSET_SIZE);
     set.fill(0xff, 0, 8);
+    for (const sig of attrs.keepDisposition ?? []) {
+      if (Number.isInteger(sig) && sig >= 1 && sig <= 64) set[(sig - 1) >> 3]! &= ~(1 << ((sig - 1) & 7));
+    }
     flags |= POSIX_SPAWN.SETSIGDEF;
     spawnCheck(
       fn('int posix_spawnattr_setsigdefault(uint8_t *attr, const uint8_t *set)')(attr, set) as number,
