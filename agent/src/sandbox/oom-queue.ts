@@ -2,7 +2,8 @@
 // handed to GetOOMEvent long polls, one event per call, oldest first (Kata:
 // an mpsc channel read by get_oom_event). Events that nobody has asked for
 // yet are kept (bounded), so an OOM between two polls is not lost.
-import { Code, RpcError } from '../rpc/status';
+import { cancelled } from './abort';
+import type { RpcError } from '../rpc/status';
 
 /** Most events kept while nobody polls; the oldest are dropped beyond it. */
 export const MAX_QUEUED_OOM_EVENTS = 1024;
@@ -91,7 +92,5 @@ export class OomQueue {
 }
 
 function abortError(signal: AbortSignal): RpcError {
-  const r: unknown = signal.reason;
-  if (r instanceof RpcError) return r;
-  return new RpcError(Code.CANCELLED, `GetOOMEvent cancelled${r instanceof Error ? `: ${r.message}` : ''}`);
+  return cancelled('GetOOMEvent', signal);
 }

@@ -21,6 +21,7 @@
 //
 // Nothing here throws asynchronously: every socket has an 'error' listener and
 // every failure reaches the caller as a rejected promise carrying an RpcError.
+import { cancelled, raceAbort } from './abort';
 import net from 'node:net';
 import os from 'node:os';
 import { ptyMasterSocket } from '../console/debug-console';
@@ -110,12 +111,6 @@ export function isEofError(err: unknown): boolean {
   return err instanceof RpcError && err.code === Code.INTERNAL && err.message === KATA_EOF_MESSAGE;
 }
 
-function cancelled(what: string, signal: AbortSignal): RpcError {
-  const reason: unknown = signal.reason;
-  if (reason instanceof RpcError) return reason;
-  const why = reason instanceof Error ? reason.message : reason !== undefined ? String(reason) : 'aborted';
-  return new RpcError(Code.CANCELLED, `${what} cancelled: ${why}`);
-}
 
 function noWriter(why: string): RpcError {
   return new RpcError(Code.INTERNAL, `${KATA_NO_WRITER_MESSAGE}: ${why}`);
@@ -715,21 +710,3 @@ function waitDrain(sock: net.Socket, signal?: AbortSignal): Promise<void> {
   });
 }
 
-function raceAbort<T>(p: Promise<T>, signal: AbortSignal | undefined, what: string): Promise<T> {
-  if (!signal) return p;
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(cancelled(what, signal));
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
-}

@@ -11,6 +11,7 @@
 //   <root>/sandbox/resolv.conf         CreateSandbox dns, bound over /etc/resolv.conf
 //   <root>/sandbox/ns/{ipc,uts}        the shared namespaces (nsfs bind mounts)
 //   <root>/.console/N.sock             console sockets of terminal processes
+import { raceAbort } from './abort';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -197,27 +198,6 @@ async function within<T>(p: Promise<T>, ms: number | undefined, signal: AbortSig
   });
 }
 
-function raceAbort<T>(p: Promise<T>, signal: AbortSignal | undefined, what: string): Promise<T> {
-  if (!signal) return p;
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => {
-      const r: unknown = signal.reason;
-      reject(r instanceof RpcError ? r : new RpcError(Code.CANCELLED, `${what} cancelled`));
-    };
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
-}
 
 export class Sandbox {
   /** CreateSandboxRequest.sandbox_id ('' until then). */
