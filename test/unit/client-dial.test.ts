@@ -3,7 +3,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AgentClient } from '../../agent/src/client/agent';
-import { dial, hybridVsockHandshake, parseAddress, setVsockDialer } from '../../agent/src/client/dial';
+import { dial, parseAddress, setVsockDialer } from '../../agent/src/client/dial';
 import { ConnectionError, UsageError } from '../../agent/src/client/errors';
 import { nullLogger } from '../../agent/src/log';
 import { serveTtrpc } from '../../agent/src/rpc/ttrpc/server';

@@ -1,8 +1,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import pino from 'pino';
-import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Code } from '../../agent/src/rpc/status';
 import { SysError } from '../../agent/src/sys/libc';
@@ -21,17 +19,6 @@ const PROBE = 'grpc.AgentService/MemHotplugByProbe';
 const read = (p: string) => fs.readFileSync(p, 'utf8');
 
 /** A pino logger whose records are collected in `lines`. */
-function captureLogger() {
-  const lines: Array<Record<string, any>> = [];
-  const stream = new Writable({
-    write(chunk, _enc, cb) {
-      lines.push(JSON.parse(String(chunk)));
-      cb();
-    },
-  });
-  return { log: pino({ level: 'debug' }, stream), lines };
-}
-
 describe('GetGuestDetails', () => {
   it('reads the hex memory block size and the probe file only when asked', async () => {
     const { dispatcher } = makeServices({ paths: { sysfs: fixture('sysfs-basic'), proc: fixture('proc-basic') } });

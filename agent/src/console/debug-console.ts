@@ -168,7 +168,7 @@ interface Common {
 }
 
 async function startListening(opts: DebugConsoleOptions, deps: DebugConsoleDeps, c: Common): Promise<DebugConsole> {
-  const { shells, shellList, env, log, killGroup, closeQuietly } = c;
+  const { shells, shellList, env, log, killGroup } = c;
   const drainMs = opts.drainMs ?? 1000;
   const winSize = opts.winSize ?? { rows: 24, cols: 80 };
   const sessions = new Set<Promise<void>>();

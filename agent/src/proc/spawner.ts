@@ -12,7 +12,6 @@ import { SysError } from '../sys/libc';
 import { close as sysClose, pipe2 as sysPipe2, O_CLOEXEC } from '../sys/misc';
 import {
   O_RDONLY,
-  O_RDWR,
   O_WRONLY,
   posixSpawn,
   type SpawnAttrs,

@@ -44,6 +44,7 @@ export class Dispatcher {
       throw new Error(`register: ${fullMethod} is not a method of the protocol`);
     }
     this.handlers.set(fullMethod, handler);
+    this.log.trace({ method: fullMethod }, 'handler registered');
   }
 
   has(fullMethod: string): boolean {

@@ -24,7 +24,6 @@ import { Capture } from '../proc/run';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
 import type { Logger } from '../log';
 import type { ExitStatus } from '../proc/reaper';
 import { DEFAULT_ENV, type SpawnedProcess, type SpawnOptions } from '../proc/spawner';
