@@ -32,7 +32,7 @@ cleanup() {
   sleep 0.2
   # On a v1 host the hierarchies are shared with the host: drop the (now empty) parent the
   # agent's sandbox cgroups lived under. rmdir refuses a cgroup still in use.
-  for c in /sys/fs/cgroup/*/kata; do [ -d "$c" ] && rmdir "$c" 2>/dev/null; done || true
+  for c in /sys/fs/cgroup/*/kata /sys/fs/cgroup/kata /sys/fs/cgroup/kata-agent /sys/fs/cgroup/unified/kata-agent; do [ -d "$c" ] && rmdir "$c" 2>/dev/null; done || true
   rm -rf "$dir"
 }
 trap cleanup EXIT

@@ -7,6 +7,7 @@ import { createLogger, type Logger } from './log';
 import { Reaper } from './proc/reaper';
 import { Spawner } from './proc/spawner';
 import { Dispatcher } from './rpc/dispatch';
+import { detectCgroups, openCgroups, setupAgentCgroup } from './cgroups/index';
 import { startDebugConsole, type DebugConsole } from './console/debug-console';
 import { closeSharedGrpcServer, sharedGrpcServer } from './rpc/grpc';
 import { plannedFor } from './rpc/planned';
@@ -71,6 +72,8 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Agen
     process.on('uncaughtException', (err) => log.error({ err: String(err?.stack ?? err) }, 'uncaught exception'));
     process.on('unhandledRejection', (err) => log.error({ err: String(err) }, 'unhandled rejection'));
   }
+
+  if (init.mode === 'pid1') placeAgentCgroup(log);
 
   const reaper = new Reaper(undefined, log.child({ component: 'reaper' }));
   reaper.start();
@@ -162,4 +165,25 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Agen
     },
   };
   return agent;
+}
+
+/** Memory the agent keeps protected from reclaim (its RSS under load measured ~100 MB; bench/). */
+export const AGENT_MEMORY_LOW = 128 << 20;
+
+/**
+ * As PID 1 on cgroup v2, move the agent into its own cgroup with memory.low so containers cannot
+ * starve it. cgroup v1 has no memory.low: the agent stays in the root cgroup there.
+ */
+function placeAgentCgroup(log: Logger): void {
+  try {
+    const mode = detectCgroups();
+    if (mode !== 'v2') {
+      log.info({ mode }, 'agent cgroup: not on cgroup v2 (no memory.low), staying in the root cgroup');
+      return;
+    }
+    const where = setupAgentCgroup(openCgroups(undefined, 'v2'), process.pid, { memoryLowBytes: AGENT_MEMORY_LOW });
+    log.info({ cgroup: where, memory_low: AGENT_MEMORY_LOW }, 'agent cgroup ready');
+  } catch (err) {
+    log.warn({ err: String(err) }, 'agent cgroup: cannot set up (continuing in the root cgroup)');
+  }
 }

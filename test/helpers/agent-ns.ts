@@ -81,6 +81,15 @@ export async function startNsAgent(extraArgs: string[] = [], env: Record<string,
         await exited;
       }
       fs.rmSync(dir, { recursive: true, force: true });
+      // On this hybrid host the agent's cgroup2 mount is the host's unified hierarchy: the
+      // agent's own (now empty) cgroup would outlive it.
+      for (const d of ['/sys/fs/cgroup/unified/kata-agent', '/sys/fs/cgroup/kata-agent']) {
+        try {
+          fs.rmdirSync(d);
+        } catch {
+          // absent, or not ours to remove
+        }
+      }
     },
   };
 }

@@ -42,6 +42,13 @@ describe.skipIf(!isRoot)('agent as PID 1 in its own namespaces', () => {
     expect(fs.readlinkSync(`/proc/${agent.agentPid}/root/dev/ptmx`)).toBe('pts/ptmx');
   });
 
+  it('moves itself into its own cgroup (/kata-agent) on cgroup v2', () => {
+    const cg = fs.readFileSync(`/proc/${agent.agentPid}/cgroup`, 'utf8');
+    expect(cg).toMatch(/^0::\/kata-agent$/m);
+    const line = agent.logLines().find((l) => /agent cgroup/.test(l.msg));
+    expect(line).toBeDefined();
+  });
+
   it('is a session leader and reports itself as init_daemon', () => {
     const stat = fs.readFileSync(`/proc/${agent.agentPid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
