@@ -7,7 +7,7 @@ import path from 'node:path';
 export const BUSYBOX = '/bin/busybox';
 
 export const APPLETS = [
-  'sh', 'true', 'false', 'echo', 'cat', 'sleep', 'ls', 'ps', 'head', 'tail', 'id', 'env', 'stty', 'tty', 'kill', 'grep',
+  'sh', 'true', 'false', 'echo', 'cat', 'sleep', 'ls', 'ps', 'head', 'tail', 'dd', 'id', 'env', 'stty', 'tty', 'kill', 'grep',
 ] as const;
 
 /** Populate `dir` (created if needed) with bin/busybox + applet links, etc/passwd+group and empty mount points. */

@@ -1,0 +1,423 @@
+// Container lifecycle benchmarks (issue 3). One run measures, against the real agent
+// (dist/kata-agent.mjs) driving crun, next to crun driven directly:
+//  1. create+start+wait+remove of `true`: CreateContainer + StartContainer + WaitProcess +
+//     RemoveContainer over ttrpc, vs `crun run` of the same bundle (the config.json the
+//     agent itself wrote for its container, with its own rootfs and cgroup path);
+//  2. exec `true` in a running `sleep` container: ExecProcess + WaitProcess over ttrpc, vs
+//     `crun exec --process` of the same container;
+//  3. stdout throughput: ReadStdout (len 1 MiB per call) of a container running busybox
+//     `dd if=/dev/zero bs=1M count=256` (256 MiB), vs the same busybox command's stdout read
+//     from a pipe by this node process.
+//
+// Set-up (as test/helpers/containers-agent.ts, which cannot be imported from a bundle in
+// tmp/ because it locates dist/ from its own URL): an outer `unshare -m` unmounts the
+// host's hybrid /sys/fs/cgroup, then the agent runs as PID 1 of `unshare -pfmu
+// --mount-proc` with systemd.unified_cgroup_hierarchy=0 on its command line, so its init
+// mounts cgroup v1 (which crun accepts). The crun baseline runs through
+// `nsenter -t <agentPid> -m -p crun ...`: the agent's mount namespace (its cgroup mounts,
+// its /run) and PID namespace, i.e. where the agent's own crun invocations run.
+// Agent and baseline alternate every iteration (the first of the pair changing each time);
+// medians over N iterations are reported.
+//
+// Results: bench/results/containers.json (+ a table on stdout for docs/benchmarks.md).
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { AgentClient } from '../agent/src/client/agent';
+import { Code, RpcError } from '../agent/src/rpc/status';
+import { ociSpecToGrpc, type GrpcProcess, type OciSpec } from '../agent/src/runtime/spec';
+import { makeBusyboxRootfs, minimalOciConfig, minimalProcess } from '../test/helpers/busybox-rootfs';
+
+const argv = process.argv.slice(2);
+const quick = argv.includes('--quick');
+const opt = (name: string): string | undefined => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined);
+const root = process.cwd();
+const agentBin = path.resolve(opt('--agent') ?? path.join(root, 'dist/kata-agent.mjs'));
+const outFile = path.resolve(opt('--out') ?? path.join(root, 'bench/results/containers.json'));
+
+const N = quick ? 5 : 30; // timed iterations per side (lifecycle, exec)
+const N_TP = quick ? 3 : 20; // timed iterations per side (throughput)
+const WARM = quick ? 1 : 3; // untimed iterations per side first
+const TP_BYTES = 256 * 1024 * 1024;
+const READ_LEN = 1024 * 1024;
+const SID = `gk-bench-${process.pid}`;
+const CG_ROOT = '/sys/fs/cgroup';
+const BENCH_DIR = '/run/gk-bench'; // inside the agent's mount namespace
+const CRUN_ROOT = '/run/gk-bench/crun-state'; // crun --root of the `crun run` baseline
+const AGENT_CRUN_ROOT = '/run/crun'; // the agent's crun --root (OciRuntime default /run/<name>)
+
+const r1 = (x: number): number => Math.round(x * 10) / 10;
+const r2 = (x: number): number => Math.round(x * 100) / 100;
+const median = (a: number[]): number => {
+  const s = [...a].sort((x, y) => x - y);
+  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const ms = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
+const log = (s: string): void => void process.stderr.write(`${s}\n`);
+
+// Children run without these (they change every node process; see bench/agent-core.ts).
+const childEnv: NodeJS.ProcessEnv = { ...process.env };
+for (const k of ['NODE_EXTRA_CA_CERTS', 'NODE_OPTIONS']) delete childEnv[k];
+
+// ---------------------------------------------------------------------------------------------
+// The agent, as PID 1 of its own namespaces (see the header)
+// ---------------------------------------------------------------------------------------------
+
+interface Agent {
+  pid: number;
+  child: ChildProcess;
+  client: AgentClient;
+  inAgent(p: string): string;
+  stop(): Promise<void>;
+}
+
+async function startAgent(dir: string): Promise<Agent> {
+  const sock = path.join(dir, 'agent.sock');
+  const cmdline = path.join(dir, 'cmdline');
+  fs.writeFileSync(cmdline, 'systemd.unified_cgroup_hierarchy=0\n');
+  const script = 'umount -R /sys/fs/cgroup 2>/dev/null || umount -l /sys/fs/cgroup; exec unshare -pfmu --mount-proc "$@"';
+  const child = spawn(
+    'unshare',
+    ['-m', 'sh', '-c', script, 'sh', process.execPath, agentBin, '--listen', `unix://${sock}`, '--log-level', 'info', '--cmdline-file', cmdline],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv },
+  );
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    if (out.length < 1 << 20) out += d.toString();
+  });
+  child.stderr!.on('data', (d: Buffer) => void (out += d.toString()));
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const deadline = Date.now() + 20_000;
+  while (!/"msg":"listening"/.test(out)) {
+    if (Date.now() > deadline || child.exitCode !== null) {
+      child.kill('SIGKILL');
+      throw new Error(`agent did not start; output:\n${out}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const pid = Number(fs.readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(/\s+/)[0]);
+  const client = await AgentClient.connect(`unix://${sock}`);
+  return {
+    pid,
+    child,
+    client,
+    inAgent: (p) => path.join(`/proc/${pid}/root`, p),
+    async stop() {
+      client.close();
+      if (child.exitCode === null && child.signalCode === null) {
+        try {
+          process.kill(pid, 'SIGKILL'); // its PID namespace (and any container) dies with it
+        } catch {
+          /* gone */
+        }
+        child.kill('SIGKILL');
+        await exited;
+      }
+    },
+  };
+}
+
+/** Run a command to completion, draining its stdout/stderr; rejects on a non-zero exit. */
+function run(file: string, args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const c = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv });
+    let err = '';
+    c.stdout!.resume();
+    c.stderr!.on('data', (d: Buffer) => void (err += d.toString()));
+    c.once('error', reject);
+    c.once('close', (code) => (code === 0 ? resolve() : reject(new Error(`${file} ${args.join(' ')} exited ${code}: ${err}`))));
+  });
+}
+
+/** Read the whole stdout of `file args` from a pipe; resolves with the byte count. */
+function readPipe(file: string, args: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const c = spawn(file, args, { stdio: ['ignore', 'pipe', 'inherit'], env: childEnv });
+    let n = 0;
+    c.stdout!.on('data', (d: Buffer) => void (n += d.length));
+    c.once('error', reject);
+    c.once('close', (code) => (code === 0 ? resolve(n) : reject(new Error(`${file} exited ${code}`))));
+  });
+}
+
+function removeCgroupTree(dir: string): void {
+  if (!fs.existsSync(dir)) return;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) removeCgroupTree(path.join(dir, e.name));
+  try {
+    fs.rmdirSync(dir);
+  } catch {
+    // still busy
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  if (!fs.existsSync(agentBin)) throw new Error(`${agentBin} is missing: run npm run build`);
+  if (process.getuid?.() !== 0) throw new Error('the containers benchmark needs root (namespaces, cgroups, crun)');
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gk-bench-ctr-'));
+  const cpus = os.cpus();
+  const crunVersion = await new Promise<string>((res) => {
+    const c = spawn('crun', ['--version'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let s = '';
+    c.stdout!.on('data', (d: Buffer) => void (s += d.toString()));
+    c.once('close', () => res(s.split('\n')[0] ?? ''));
+    c.once('error', () => res('unknown'));
+  });
+  const results: Record<string, any> = {
+    date: new Date().toISOString(),
+    quick,
+    agent: path.relative(root, agentBin),
+    machine: {
+      node: process.version,
+      kernel: `${os.type()} ${os.release()}`,
+      arch: os.arch(),
+      cpus: cpus.length,
+      cpu_model: cpus[0]?.model,
+      mem_total_gb: r1(os.totalmem() / 2 ** 30),
+      loadavg_at_start: os.loadavg().map(r2),
+      oci_runtime: crunVersion,
+    },
+    method: {
+      setup:
+        'agent = PID 1 of unshare -pfmu --mount-proc inside an outer unshare -m that unmounted the host /sys/fs/cgroup; kernel command line systemd.unified_cgroup_hierarchy=0 (agent-mounted cgroup v1); log level info; one sandbox (CreateSandbox)',
+      client: 'AgentClient over ttrpc on a unix socket, one call in flight',
+      baseline: `nsenter -t <agentPid> -m -p crun ... (the agent's mount and PID namespaces, its cgroup mounts), spawned with node child_process, stdout/stderr piped and drained`,
+      lifecycle_agent: 'CreateContainer + StartContainer + WaitProcess + RemoveContainer of `true` (rootfs prepared before the timer)',
+      lifecycle_baseline: `crun --root ${CRUN_ROOT} run -b BUNDLE ID; BUNDLE/config.json = the config.json the agent wrote for its warm-up container, root.path and cgroupsPath changed`,
+      exec_agent: 'ExecProcess + WaitProcess of `true` in a running `sleep 100000` container',
+      exec_baseline: `crun --root ${AGENT_CRUN_ROOT} exec --process process.json <same container> (process.json from minimalProcess(['true']))`,
+      throughput_agent: `StartContainer -> ReadStdout (len ${READ_LEN}) until EOF of a container running busybox dd if=/dev/zero bs=1M count=${TP_BYTES / 1048576}`,
+      throughput_baseline: `spawn busybox dd if=/dev/zero bs=1M count=${TP_BYTES / 1048576}, read its stdout pipe in this node process until close`,
+      iterations: { lifecycle: N, exec: N, throughput: N_TP, warmup_each: WARM },
+      order: 'agent and baseline alternate every iteration, the first of the pair changing each time; medians reported',
+    },
+  };
+
+  let agent: Agent | undefined;
+  try {
+    agent = await startAgent(tmp);
+    const a = agent;
+    const c = a.client;
+    await c.call('CreateSandbox', { sandbox_id: SID, hostname: 'gk-bench' });
+    fs.mkdirSync(a.inAgent(BENCH_DIR), { recursive: true });
+    makeBusyboxRootfs(a.inAgent(`${BENCH_DIR}/rootfs`));
+
+    const spec = (args: string[]): ReturnType<typeof ociSpecToGrpc> => ociSpecToGrpc(minimalOciConfig({ args }) as unknown as OciSpec);
+    const grpcProcess = (args: string[]): GrpcProcess =>
+      ociSpecToGrpc({ ociVersion: '1.0.2', process: minimalProcess(args) } as unknown as OciSpec).Process!;
+    const makeRootfs = (cid: string): void => void makeBusyboxRootfs(a.inAgent(`/run/kata-containers/shared/containers/${cid}/rootfs`));
+    const dropRootfs = (cid: string): void => fs.rmSync(a.inAgent(`/run/kata-containers/shared/containers/${cid}`), { recursive: true, force: true });
+    const nsCrun = (args: string[]): Promise<void> => run('nsenter', ['-t', String(a.pid), '-m', '-p', 'crun', ...args]);
+    const isEof = (e: unknown): boolean => e instanceof RpcError && e.code === Code.INTERNAL && /eof/i.test(e.message);
+
+    // --- 1. lifecycle ------------------------------------------------------------------------
+    let seq = 0;
+    let baselineConfig: Record<string, any> | undefined;
+    const agentLifecycle = async (): Promise<number> => {
+      const cid = `ag-${seq++}`;
+      makeRootfs(cid);
+      const t0 = process.hrtime.bigint();
+      await c.call('CreateContainer', { container_id: cid, exec_id: cid, OCI: spec(['true']) });
+      if (!baselineConfig) baselineConfig = JSON.parse(fs.readFileSync(a.inAgent(`/run/kata-containers/${cid}/config.json`), 'utf8'));
+      await c.call('StartContainer', { container_id: cid });
+      const w = await c.call('WaitProcess', { container_id: cid, exec_id: '' });
+      await c.call('RemoveContainer', { container_id: cid, timeout: 10 });
+      const t = ms(t0);
+      if (w.status !== 0) throw new Error(`agent container ${cid}: status ${w.status}`);
+      dropRootfs(cid);
+      return t;
+    };
+    const crunLifecycle = async (): Promise<number> => {
+      const id = `cr-${seq++}`;
+      const bundle = `${BENCH_DIR}/bundles/${id}`;
+      const cfg = structuredClone(baselineConfig!);
+      cfg.root = { ...cfg.root, path: `${BENCH_DIR}/rootfs` };
+      cfg.linux.cgroupsPath = `kata/${SID}/${id}`;
+      fs.mkdirSync(a.inAgent(bundle), { recursive: true });
+      fs.writeFileSync(a.inAgent(`${bundle}/config.json`), JSON.stringify(cfg));
+      const t0 = process.hrtime.bigint();
+      await nsCrun(['--root', CRUN_ROOT, 'run', '-b', bundle, id]);
+      const t = ms(t0);
+      fs.rmSync(a.inAgent(bundle), { recursive: true, force: true });
+      return t;
+    };
+    const pairs = async (name: string, n: number, fa: () => Promise<number>, fb: () => Promise<number>): Promise<[number[], number[]]> => {
+      log(`${name}: ${WARM} warm-up + ${n} timed iterations each`);
+      for (let i = 0; i < WARM; i++) {
+        await fa();
+        await fb();
+      }
+      const A: number[] = [];
+      const B: number[] = [];
+      for (let i = 0; i < n; i++) {
+        if (i % 2) {
+          B.push(await fb());
+          A.push(await fa());
+        } else {
+          A.push(await fa());
+          B.push(await fb());
+        }
+      }
+      log(`  agent median ${r1(median(A))}, baseline median ${r1(median(B))}`);
+      return [A, B];
+    };
+    // The first agent container provides the baseline's config.json.
+    await agentLifecycle();
+    log(`baseline bundle: the agent's config.json (root ${JSON.stringify(baselineConfig!.root)}, namespaces ${JSON.stringify(baselineConfig!.linux?.namespaces)})`);
+    const [lcA, lcB] = await pairs('create+start+wait+remove `true`', N, agentLifecycle, crunLifecycle);
+
+    // --- 2. exec ---------------------------------------------------------------------------
+    const EXEC_CID = 'exec-target';
+    makeRootfs(EXEC_CID);
+    await c.call('CreateContainer', { container_id: EXEC_CID, exec_id: EXEC_CID, OCI: spec(['sleep', '100000']) });
+    await c.call('StartContainer', { container_id: EXEC_CID });
+    fs.writeFileSync(a.inAgent(`${BENCH_DIR}/process.json`), JSON.stringify(minimalProcess(['true'])));
+    const trueProc = grpcProcess(['true']);
+    const agentExec = async (): Promise<number> => {
+      const execId = `e-${seq++}`;
+      const t0 = process.hrtime.bigint();
+      await c.call('ExecProcess', { container_id: EXEC_CID, exec_id: execId, process: trueProc });
+      const w = await c.call('WaitProcess', { container_id: EXEC_CID, exec_id: execId });
+      const t = ms(t0);
+      if (w.status !== 0) throw new Error(`exec ${execId}: status ${w.status}`);
+      return t;
+    };
+    const crunExec = async (): Promise<number> => {
+      const t0 = process.hrtime.bigint();
+      await nsCrun(['--root', AGENT_CRUN_ROOT, 'exec', '--process', `${BENCH_DIR}/process.json`, EXEC_CID]);
+      return ms(t0);
+    };
+    const [exA, exB] = await pairs('exec `true`', N, agentExec, crunExec);
+    // The cost of one runtime invocation on its own (for "where the time goes"): `crun state`.
+    const stateMs: number[] = [];
+    for (let i = 0; i < N; i++) {
+      const t0 = process.hrtime.bigint();
+      await nsCrun(['--root', AGENT_CRUN_ROOT, 'state', EXEC_CID]);
+      stateMs.push(ms(t0));
+    }
+    log(`  one \`crun state\` invocation: median ${r1(median(stateMs))} ms`);
+    await c.call('RemoveContainer', { container_id: EXEC_CID, timeout: 10 });
+    dropRootfs(EXEC_CID);
+
+    // --- 3. stdout throughput ----------------------------------------------------------------
+    // dd with 1 MiB blocks: busybox head writes 4 KiB at a time and cannot feed 300 MiB/s itself.
+    const headArgs = ['dd', 'if=/dev/zero', 'bs=1048576', `count=${TP_BYTES / 1048576}`];
+    const agentTp = async (): Promise<number> => {
+      const cid = `tp-${seq++}`;
+      makeRootfs(cid);
+      await c.call('CreateContainer', { container_id: cid, exec_id: cid, OCI: spec(headArgs) });
+      const t0 = process.hrtime.bigint();
+      await c.call('StartContainer', { container_id: cid });
+      let n = 0;
+      for (;;) {
+        try {
+          const r = await c.call('ReadStdout', { container_id: cid, exec_id: '', len: READ_LEN }, { timeoutMs: 60_000 });
+          n += (r.data as Uint8Array).length;
+        } catch (e) {
+          if (isEof(e)) break;
+          throw e;
+        }
+      }
+      const t = ms(t0);
+      await c.call('WaitProcess', { container_id: cid, exec_id: '' });
+      await c.call('RemoveContainer', { container_id: cid, timeout: 10 });
+      dropRootfs(cid);
+      if (n !== TP_BYTES) throw new Error(`ReadStdout returned ${n} bytes, expected ${TP_BYTES}`);
+      return (TP_BYTES / 2 ** 20) / (t / 1000);
+    };
+    const pipeTp = async (): Promise<number> => {
+      const t0 = process.hrtime.bigint();
+      const n = await readPipe('/bin/busybox', headArgs);
+      const t = ms(t0);
+      if (n !== TP_BYTES) throw new Error(`pipe returned ${n} bytes`);
+      return (TP_BYTES / 2 ** 20) / (t / 1000);
+    };
+    const [tpA, tpB] = await pairs('stdout throughput (MiB/s)', N_TP, agentTp, pipeTp);
+    // The producer's own ceiling: busybox dd writing 1 MiB blocks; stdout to /dev/null.
+    const devnullTp: number[] = [];
+    for (let i = 0; i < Math.min(N_TP, 5); i++) {
+      const fd = fs.openSync('/dev/null', 'w');
+      const t0 = process.hrtime.bigint();
+      await new Promise<void>((res, rej) => {
+        const p = spawn('/bin/busybox', headArgs, { stdio: ['ignore', fd, 'inherit'] });
+        p.once('error', rej);
+        p.once('close', () => res());
+      });
+      devnullTp.push((TP_BYTES / 2 ** 20) / (ms(t0) / 1000));
+      fs.closeSync(fd);
+    }
+    log(`  producer alone (stdout /dev/null): median ${r1(median(devnullTp))} MiB/s`);
+
+    await c.call('DestroySandbox', {}).catch((e: unknown) => log(`DestroySandbox: ${String(e)}`));
+    results.machine.loadavg_at_end = os.loadavg().map(r2);
+
+    const summary = (xs: number[]): Record<string, number> => ({ median: r2(median(xs)), min: r2(Math.min(...xs)), max: r2(Math.max(...xs)), n: xs.length });
+    results.lifecycle_ms = {
+      agent: summary(lcA),
+      crun_run: summary(lcB),
+      ratio: r2(median(lcA) / median(lcB)),
+      agent_overhead_ms: r1(median(lcA) - median(lcB)),
+      samples: { agent: lcA.map(r2), crun_run: lcB.map(r2) },
+    };
+    results.exec_ms = {
+      agent: summary(exA),
+      crun_exec: summary(exB),
+      ratio: r2(median(exA) / median(exB)),
+      agent_overhead_ms: r1(median(exA) - median(exB)),
+      one_crun_invocation_ms: summary(stateMs),
+      samples: { agent: exA.map(r2), crun_exec: exB.map(r2) },
+    };
+    results.stdout_mib_s = {
+      agent_read_stdout: summary(tpA),
+      pipe_direct: summary(tpB),
+      producer_to_dev_null: summary(devnullTp),
+      ratio: r2(median(tpA) / median(tpB)),
+      samples: { agent: tpA.map(r1), pipe: tpB.map(r1) },
+    };
+    results.goals = {
+      lifecycle_le_1_3x_crun_run: results.lifecycle_ms.ratio <= 1.3,
+      exec_le_1_3x_crun_exec: results.exec_ms.ratio <= 1.3,
+      stdout_ge_300_mib_s: median(tpA) >= 300,
+    };
+
+    fs.mkdirSync(path.dirname(outFile), { recursive: true });
+    fs.writeFileSync(outFile, JSON.stringify(results, null, 2) + '\n');
+    const yes = (b: boolean): string => (b ? 'yes' : 'no');
+    const L = results.lifecycle_ms;
+    const E = results.exec_ms;
+    const T = results.stdout_mib_s;
+    const g = results.goals;
+    console.log(`
+| measure | value | reference | ratio | goal | met? |
+| --- | --- | --- | --- | --- | --- |
+| create+start+wait+remove \`true\` (median of ${N}) | ${r1(L.agent.median)} ms | \`crun run\` ${r1(L.crun_run.median)} ms | ${L.ratio} (agent overhead ${L.agent_overhead_ms} ms) | <= 1.3x | ${yes(g.lifecycle_le_1_3x_crun_run)} |
+| exec \`true\` in a running container (median of ${N}) | ${r1(E.agent.median)} ms | \`crun exec\` ${r1(E.crun_exec.median)} ms | ${E.ratio} (agent overhead ${E.agent_overhead_ms} ms) | <= 1.3x | ${yes(g.exec_le_1_3x_crun_exec)} |
+| one runtime invocation (\`nsenter ... crun state\`, median of ${N}) | ${r1(E.one_crun_invocation_ms.median)} ms | | | | |
+| stdout throughput, ReadStdout 1 MiB calls (median of ${N_TP}) | ${r1(T.agent_read_stdout.median)} MiB/s | pipe read directly ${r1(T.pipe_direct.median)} MiB/s; producer alone to /dev/null ${r1(T.producer_to_dev_null.median)} MiB/s | ${T.ratio} | >= 300 MiB/s | ${yes(g.stdout_ge_300_mib_s)} |
+`);
+  } finally {
+    if (agent) {
+      fs.rmSync(agent.inAgent(BENCH_DIR), { recursive: true, force: true });
+      await agent.stop();
+    }
+    for (const ctrl of fs.readdirSync(CG_ROOT)) {
+      removeCgroupTree(path.join(CG_ROOT, ctrl, 'kata', SID));
+      try {
+        fs.rmdirSync(path.join(CG_ROOT, ctrl, 'kata'));
+      } catch {
+        // in use by something else, or gone
+      }
+    }
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);
