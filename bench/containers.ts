@@ -9,8 +9,7 @@
 //     `dd if=/dev/zero bs=1M count=256` (256 MiB), vs the same busybox command's stdout read
 //     from a pipe by this node process.
 //
-// Set-up (as test/helpers/containers-agent.ts, which cannot be imported from a bundle in
-// tmp/ because it locates dist/ from its own URL): an outer `unshare -m` unmounts the
+// Set-up (test/helpers/containers-agent.ts, as the container tests): an outer `unshare -m` unmounts the
 // host's hybrid /sys/fs/cgroup, then the agent runs as PID 1 of `unshare -pfmu
 // --mount-proc` with systemd.unified_cgroup_hierarchy=0 on its command line, so its init
 // mounts cgroup v1 (which crun accepts). The crun baseline runs through
@@ -20,11 +19,11 @@
 // medians over N iterations are reported.
 //
 // Results: bench/results/containers.json (+ a table on stdout for docs/benchmarks.md).
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { AgentClient } from '../agent/src/client/agent';
+import { startContainersAgent, type ContainersAgent } from '../test/helpers/containers-agent';
 import { Code, RpcError } from '../agent/src/rpc/status';
 import { ociSpecToGrpc, type GrpcProcess, type OciSpec } from '../agent/src/runtime/spec';
 import { makeBusyboxRootfs, minimalOciConfig, minimalProcess } from '../test/helpers/busybox-rootfs';
@@ -60,62 +59,14 @@ const log = (s: string): void => void process.stderr.write(`${s}\n`);
 const childEnv: NodeJS.ProcessEnv = { ...process.env };
 for (const k of ['NODE_EXTRA_CA_CERTS', 'NODE_OPTIONS']) delete childEnv[k];
 
-// ---------------------------------------------------------------------------------------------
-// The agent, as PID 1 of its own namespaces (see the header)
-// ---------------------------------------------------------------------------------------------
-
-interface Agent {
-  pid: number;
-  child: ChildProcess;
-  client: AgentClient;
-  inAgent(p: string): string;
-  stop(): Promise<void>;
-}
-
-async function startAgent(dir: string): Promise<Agent> {
-  const sock = path.join(dir, 'agent.sock');
-  const cmdline = path.join(dir, 'cmdline');
-  fs.writeFileSync(cmdline, 'systemd.unified_cgroup_hierarchy=0\n');
-  const script = 'umount -R /sys/fs/cgroup 2>/dev/null || umount -l /sys/fs/cgroup; exec unshare -pfmu --mount-proc "$@"';
-  const child = spawn(
-    'unshare',
-    ['-m', 'sh', '-c', script, 'sh', process.execPath, agentBin, '--listen', `unix://${sock}`, '--log-level', 'info', '--cmdline-file', cmdline],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv },
-  );
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => {
-    if (out.length < 1 << 20) out += d.toString();
+/** The agent as PID 1 of its own namespaces, mounting its own cgroup v1 (see the header). */
+async function startAgent(): Promise<ContainersAgent> {
+  return startContainersAgent({
+    cmdline: 'systemd.unified_cgroup_hierarchy=0',
+    agent: agentBin,
+    logLevel: 'info',
+    env: { NODE_EXTRA_CA_CERTS: undefined, NODE_OPTIONS: undefined },
   });
-  child.stderr!.on('data', (d: Buffer) => void (out += d.toString()));
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const deadline = Date.now() + 20_000;
-  while (!/"msg":"listening"/.test(out)) {
-    if (Date.now() > deadline || child.exitCode !== null) {
-      child.kill('SIGKILL');
-      throw new Error(`agent did not start; output:\n${out}`);
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  const pid = Number(fs.readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(/\s+/)[0]);
-  const client = await AgentClient.connect(`unix://${sock}`);
-  return {
-    pid,
-    child,
-    client,
-    inAgent: (p) => path.join(`/proc/${pid}/root`, p),
-    async stop() {
-      client.close();
-      if (child.exitCode === null && child.signalCode === null) {
-        try {
-          process.kill(pid, 'SIGKILL'); // its PID namespace (and any container) dies with it
-        } catch {
-          /* gone */
-        }
-        child.kill('SIGKILL');
-        await exited;
-      }
-    },
-  };
 }
 
 /** Run a command to completion, draining its stdout/stderr; rejects on a non-zero exit. */
@@ -156,7 +107,6 @@ function removeCgroupTree(dir: string): void {
 async function main(): Promise<void> {
   if (!fs.existsSync(agentBin)) throw new Error(`${agentBin} is missing: run npm run build`);
   if (process.getuid?.() !== 0) throw new Error('the containers benchmark needs root (namespaces, cgroups, crun)');
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gk-bench-ctr-'));
   const cpus = os.cpus();
   const crunVersion = await new Promise<string>((res) => {
     const c = spawn('crun', ['--version'], { stdio: ['ignore', 'pipe', 'ignore'] });
@@ -195,11 +145,11 @@ async function main(): Promise<void> {
     },
   };
 
-  let agent: Agent | undefined;
+  let agent: ContainersAgent | undefined;
   try {
-    agent = await startAgent(tmp);
+    agent = await startAgent();
     const a = agent;
-    const c = a.client;
+    const c = await a.client();
     await c.call('CreateSandbox', { sandbox_id: SID, hostname: 'gk-bench' });
     fs.mkdirSync(a.inAgent(BENCH_DIR), { recursive: true });
     makeBusyboxRootfs(a.inAgent(`${BENCH_DIR}/rootfs`));
@@ -209,7 +159,7 @@ async function main(): Promise<void> {
       ociSpecToGrpc({ ociVersion: '1.0.2', process: minimalProcess(args) } as unknown as OciSpec).Process!;
     const makeRootfs = (cid: string): void => void makeBusyboxRootfs(a.inAgent(`/run/kata-containers/shared/containers/${cid}/rootfs`));
     const dropRootfs = (cid: string): void => fs.rmSync(a.inAgent(`/run/kata-containers/shared/containers/${cid}`), { recursive: true, force: true });
-    const nsCrun = (args: string[]): Promise<void> => run('nsenter', ['-t', String(a.pid), '-m', '-p', 'crun', ...args]);
+    const nsCrun = (args: string[]): Promise<void> => run('nsenter', ['-t', String(a.agentPid), '-m', '-p', 'crun', ...args]);
     const isEof = (e: unknown): boolean => e instanceof RpcError && e.code === Code.INTERNAL && /eof/i.test(e.message);
 
     // --- 1. lifecycle ------------------------------------------------------------------------
@@ -410,7 +360,6 @@ async function main(): Promise<void> {
         // in use by something else, or gone
       }
     }
-    fs.rmSync(tmp, { recursive: true, force: true });
   }
 }
 

@@ -7,7 +7,22 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+/** The repository root: the nearest directory above this file holding guestkit's package.json (also when bundled into tmp/). */
+function findRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    try {
+      if (JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')).name === 'guestkit') return dir;
+    } catch {
+      // no package.json here
+    }
+    const up = path.dirname(dir);
+    if (up === dir) throw new Error('cannot find the guestkit repository root');
+    dir = up;
+  }
+}
+
+export const ROOT = findRoot();
 export const AGENT = path.join(ROOT, 'dist/kata-agent.mjs');
 export const AGENT_CTL = path.join(ROOT, 'dist/agent-ctl.mjs');
 
@@ -20,6 +35,10 @@ export interface NsAgent {
   addr: string;
   dir: string;
   child: ChildProcess;
+  /** A path inside the agent's mount namespace, as seen from here (/proc/<pid>/root/...). */
+  inAgent(p: string): string;
+  /** The agent's mountinfo text. */
+  mountInfo(): string;
   logs(): string;
   /** Parsed JSON log lines so far. */
   logLines(): Record<string, any>[];
@@ -27,18 +46,48 @@ export interface NsAgent {
   stop(): Promise<void>;
 }
 
+export interface NsAgentOptions {
+  /** Extra agent flags. */
+  args?: string[];
+  /** Agent executable (default dist/kata-agent.mjs). */
+  agent?: string;
+  /** Log level (default debug: tests read the log). */
+  logLevel?: string;
+  /** Environment changes for the agent; an undefined value removes the variable. */
+  env?: Record<string, string | undefined>;
+  /** Kernel command line the agent reads (--cmdline-file) instead of the host's /proc/cmdline. */
+  cmdline?: string;
+  /**
+   * Run the agent under an outer mount namespace that unmounts the host's /sys/fs/cgroup
+   * (hybrid on this machine, which crun refuses), so the agent's PID-1 init mounts the cgroup
+   * hierarchies its command line asks for, as in a guest.
+   */
+  ownCgroups?: boolean;
+}
+
 export const isRoot = process.getuid?.() === 0;
 
-export async function startNsAgent(extraArgs: string[] = [], env: Record<string, string> = {}): Promise<NsAgent> {
+/** Append the agent's stdout to $GK_AGENT_LOG when set (debugging a failing run). */
+const logCopy = process.env.GK_AGENT_LOG ? fs.createWriteStream(process.env.GK_AGENT_LOG, { flags: 'a' }) : undefined;
+
+export async function startNsAgent(opts: NsAgentOptions = {}): Promise<NsAgent> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gk-agent-'));
   const sock = path.join(dir, 'agent.sock');
-  const child = spawn(
-    'unshare',
-    ['-pfmu', '--mount-proc', process.execPath, AGENT, '--listen', `unix://${sock}`, '--log-level', 'debug', ...extraArgs],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } },
-  );
+  const agentArgv = [process.execPath, opts.agent ?? AGENT, '--listen', `unix://${sock}`, '--log-level', opts.logLevel ?? 'debug', ...(opts.args ?? [])];
+  if (opts.cmdline !== undefined) {
+    fs.writeFileSync(path.join(dir, 'cmdline'), `${opts.cmdline}\n`);
+    agentArgv.push('--cmdline-file', path.join(dir, 'cmdline'));
+  }
+  const inner = ['-pfmu', '--mount-proc', ...agentArgv];
+  const argv = opts.ownCgroups
+    ? ['-m', 'sh', '-c', 'umount -R /sys/fs/cgroup 2>/dev/null || umount -l /sys/fs/cgroup; exec unshare "$@"', 'sh', ...inner]
+    : inner;
+  const child = spawn('unshare', argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
   let out = '';
-  child.stdout!.on('data', (d) => (out += d));
+  child.stdout!.on('data', (d) => {
+    out += d;
+    logCopy?.write(d);
+  });
   child.stderr!.on('data', (d) => (out += d));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const deadline = Date.now() + 20_000;
@@ -49,6 +98,7 @@ export async function startNsAgent(extraArgs: string[] = [], env: Record<string,
     }
     await new Promise((r) => setTimeout(r, 20));
   }
+  // `unshare` (after exec'ing through sh, with ownCgroups) forks the agent: its only child.
   const agentPid = Number(fs.readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(/\s+/)[0]);
   return {
     unsharePid: child.pid!,
@@ -57,6 +107,8 @@ export async function startNsAgent(extraArgs: string[] = [], env: Record<string,
     addr: `unix://${sock}`,
     dir,
     child,
+    inAgent: (p: string) => path.join(`/proc/${agentPid}/root`, p),
+    mountInfo: () => fs.readFileSync(`/proc/${agentPid}/mountinfo`, 'utf8'),
     logs: () => out,
     logLines: () =>
       out
@@ -71,13 +123,13 @@ export async function startNsAgent(extraArgs: string[] = [], env: Record<string,
         }),
     exited,
     async stop() {
-      if (child.exitCode === null) {
-        child.kill('SIGKILL'); // unshare; the namespace dies with its PID 1 below
+      if (child.exitCode === null && child.signalCode === null) {
         try {
-          process.kill(agentPid, 'SIGKILL');
+          process.kill(agentPid, 'SIGKILL'); // the namespace (and its containers) dies with its PID 1
         } catch {
           /* gone */
         }
+        child.kill('SIGKILL');
         await exited;
       }
       fs.rmSync(dir, { recursive: true, force: true });
