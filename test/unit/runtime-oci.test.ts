@@ -14,7 +14,6 @@ import { Code, RpcError } from '../../agent/src/rpc/status';
 import {
   CliRuntime,
   RuntimeError,
-  checkId,
   classifyFailure,
   failureDetail,
   parsePidFile,
@@ -348,10 +347,14 @@ describe('parsers and classification', () => {
     expect(parsePidFile('')).toBeUndefined();
   });
 
-  it('checkId follows Kata container ids', () => {
-    expect(() => checkId('0123abcdef')).not.toThrow();
-    expect(() => checkId('my_container.v1-2')).not.toThrow();
-    expect(() => checkId('-x')).toThrow(RpcError);
-    expect(() => checkId('x'.repeat(2000))).toThrow(RpcError);
+  it('refuses ids outside the Kata rule before running the runtime', async () => {
+    for (const bad of ['-x', 'x'.repeat(2000)]) {
+      await expect(rt.kill(bad, 9)).rejects.toMatchObject({ code: Code.INVALID_ARGUMENT });
+    }
+    expect(fake.calls).toHaveLength(0);
+    for (const good of ['0123abcdef', 'my_container.v1-2']) {
+      await rt.kill(good, 9).catch(() => undefined); // the fake runtime's answer does not matter here
+    }
+    expect(fake.calls.map((c) => c.args.at(-2))).toEqual(['0123abcdef', 'my_container.v1-2']);
   });
 });

@@ -15,7 +15,7 @@ import { isMountPoint, isOnSharedMount, mountOf, parseMountInfoFull, rootNeedsNo
 import { Mutex } from '../../agent/src/sandbox/mutex';
 import { parseNetDev } from '../../agent/src/sandbox/net-stats';
 import { OomQueue } from '../../agent/src/sandbox/oom-queue';
-import { filterPsOutput, formatCpuTime, formatStartTime, parseProcStat, psTable, ttyName } from '../../agent/src/sandbox/ps-table';
+import { filterPsOutput, formatCpuTime, formatStartTime, procStatInfo, psTable, ttyName } from '../../agent/src/sandbox/ps-table';
 import { createSharedNamespaces } from '../../agent/src/sandbox/shared-ns';
 
 const tmps: string[] = [];
@@ -164,7 +164,7 @@ describe('ps table', () => {
   });
 
   it('formats like procps', () => {
-    expect(parseProcStat('7 (a) b) R 1 7 7 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0 99 0')).toMatchObject({ comm: 'a) b', ppid: 1, utime: 5, stime: 6, starttime: 99 });
+    expect(procStatInfo('7 (a) b) R 1 7 7 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0 99 0')).toMatchObject({ comm: 'a) b', ppid: 1, utime: 5, stime: 6, starttime: 99 });
     expect(ttyName(0)).toBe('?');
     expect(ttyName((136 << 8) | 7)).toBe('pts/7');
     expect(ttyName((4 << 8) | 1)).toBe('tty1');

@@ -3,7 +3,8 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Code } from '../../agent/src/rpc/status';
 import type { StatFs } from '../../agent/src/services';
-import { Exposition, parseMountinfoLine, parseProcStat } from '../../agent/src/services/metrics';
+import { Exposition, parseMountinfoLine } from '../../agent/src/services/metrics';
+import { parseProcStat } from '../../agent/src/proc/stat';
 import { call, cleanupTemps, fixture, makeServices, tempDir } from './services-helpers';
 
 afterEach(cleanupTemps);
@@ -215,7 +216,7 @@ describe('Exposition', () => {
 
 describe('proc parsers', () => {
   it('parseProcStat handles a comm with spaces and parentheses', () => {
-    const f = parseProcStat(fs.readFileSync(fixture('proc-basic/self/stat'), 'utf8'));
+    const f = parseProcStat(fs.readFileSync(fixture('proc-basic/self/stat'), 'utf8')).field;
     expect([f(3), f(4), f(14), f(20), f(22)]).toEqual([0, 0, 250, 7, 1234]); // state "S" is not numeric -> 0
   });
 

@@ -44,7 +44,7 @@ export function isValidId(id: unknown): id is string {
 }
 
 /** The id as shown in an error message: quoted, escaped, and cut to 80 characters. */
-function shown(id: unknown): string {
+export function shown(id: unknown): string {
   if (typeof id !== 'string') return String(id);
   return id.length > 80 ? `${JSON.stringify(id.slice(0, 80))}...` : JSON.stringify(id);
 }

@@ -313,7 +313,7 @@ export class CliRuntime implements OciRuntime {
   }
 
   async create(id: string, bundleDir: string, o: CreateOptions): Promise<{ pid: number }> {
-    checkId(id);
+    validateContainerId(id); // ids become runtime arguments and state directory names
     await this.removeStale('create', id, o.pidFile);
     const args = ['--bundle', bundleDir, '--pid-file', o.pidFile];
     if (o.consoleSocket !== undefined) args.push('--console-socket', o.consoleSocket);
@@ -324,12 +324,12 @@ export class CliRuntime implements OciRuntime {
   }
 
   async start(id: string): Promise<void> {
-    checkId(id);
+    validateContainerId(id); // ids become runtime arguments and state directory names
     await this.invoke('start', id, [id]);
   }
 
   async exec(id: string, processJsonPath: string, o: ExecOptions): Promise<{ pid: number }> {
-    checkId(id);
+    validateContainerId(id); // ids become runtime arguments and state directory names
     await this.removeStale('exec', id, o.pidFile);
     const args = ['--detach', '--pid-file', o.pidFile, '--process', processJsonPath];
     if (o.consoleSocket !== undefined) args.push('--console-socket', o.consoleSocket);
@@ -339,7 +339,7 @@ export class CliRuntime implements OciRuntime {
   }
 
   async kill(id: string, signal: number, all = false): Promise<void> {
-    checkId(id);
+    validateContainerId(id); // ids become runtime arguments and state directory names
     if (!Number.isInteger(signal) || signal <= 0 || signal > 64) {
       throw new RpcError(Code.INVALID_ARGUMENT, `invalid signal ${signal}`);
     }
@@ -347,12 +347,12 @@ export class CliRuntime implements OciRuntime {
   }
 
   async delete(id: string, force = false): Promise<void> {
-    checkId(id);
+    validateContainerId(id); // ids become runtime arguments and state directory names
     await this.invoke('delete', id, [...(force ? ['--force'] : []), id]);
   }
 
   async state(id: string): Promise<ContainerState> {
-    checkId(id);
+    validateContainerId(id); // ids become runtime arguments and state directory names
     const out = await this.invoke('state', id, [id]);
     try {
       return parseState(out);
@@ -362,7 +362,7 @@ export class CliRuntime implements OciRuntime {
   }
 
   async ps(id: string): Promise<number[]> {
-    checkId(id);
+    validateContainerId(id); // ids become runtime arguments and state directory names
     const out = await this.invoke('ps', id, ['--format', 'json', id]);
     try {
       return parsePs(out);
@@ -372,17 +372,17 @@ export class CliRuntime implements OciRuntime {
   }
 
   async pause(id: string): Promise<void> {
-    checkId(id);
+    validateContainerId(id); // ids become runtime arguments and state directory names
     await this.invoke('pause', id, [id]);
   }
 
   async resume(id: string): Promise<void> {
-    checkId(id);
+    validateContainerId(id); // ids become runtime arguments and state directory names
     await this.invoke('resume', id, [id]);
   }
 
   async update(id: string, resourcesJsonPath: string): Promise<void> {
-    checkId(id);
+    validateContainerId(id); // ids become runtime arguments and state directory names
     await this.invoke('update', id, ['--resources', resourcesJsonPath, id]);
   }
 
@@ -564,14 +564,5 @@ export class CliRuntime implements OciRuntime {
       '',
     );
   }
-}
-
-/**
- * Container ids become runtime arguments and state directory names: the
- * shared Kata rule (ids.ts: ^[a-zA-Z0-9][a-zA-Z0-9_.-]+$, at most 255) also
- * keeps them from looking like options or paths. Throws INVALID_ARGUMENT.
- */
-export function checkId(id: string): void {
-  validateContainerId(id);
 }
 

@@ -5,6 +5,7 @@
 // table is built here from /proc, in procps' `ps -ef` layout:
 //   UID          PID    PPID  C STIME TTY          TIME CMD
 // Other arguments run `ps` as Kata does (filterPsOutput).
+import { parseProcStat } from '../proc/stat';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -32,23 +33,20 @@ export interface ProcInfo {
   cmdline: string;
 }
 
-/** Parse /proc/<pid>/stat (the comm field may contain spaces and parentheses). */
-export function parseProcStat(text: string): { comm: string; ppid: number; ttyNr: number; utime: number; stime: number; starttime: number } | undefined {
-  const open = text.indexOf('(');
-  const close = text.lastIndexOf(')');
-  if (open < 0 || close < open) return undefined;
-  const f = text.slice(close + 2).trim().split(/\s+/);
-  // f[0] is field 3 (state): field n is f[n - 3]
-  const num = (n: number) => Number(f[n - 3]);
-  const r = { comm: text.slice(open + 1, close), ppid: num(4), ttyNr: num(7), utime: num(14), stime: num(15), starttime: num(22) };
-  if ([r.ppid, r.ttyNr, r.utime, r.stime, r.starttime].some((n) => !Number.isFinite(n))) return undefined;
-  return r;
+/** The /proc/<pid>/stat fields the table shows; undefined for a malformed line. */
+export function procStatInfo(text: string): { comm: string; ppid: number; ttyNr: number; utime: number; stime: number; starttime: number } | undefined {
+  try {
+    const { comm, field } = parseProcStat(text);
+    return { comm, ppid: field(4), ttyNr: field(7), utime: field(14), stime: field(15), starttime: field(22) };
+  } catch {
+    return undefined;
+  }
 }
 
 function readProc(deps: PsDeps, pid: number): ProcInfo | undefined {
   const dir = path.join(deps.procRoot, String(pid));
   try {
-    const st = parseProcStat(fs.readFileSync(path.join(dir, 'stat'), 'utf8'));
+    const st = procStatInfo(fs.readFileSync(path.join(dir, 'stat'), 'utf8'));
     if (!st) return undefined;
     const status = fs.readFileSync(path.join(dir, 'status'), 'utf8');
     const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1] ?? 0);

@@ -25,7 +25,7 @@ import type { Spawner } from '../proc/spawner';
 import { Code, RpcError, toStatus } from '../rpc/status';
 import { BUNDLE_ROOT, removeBundle, writeBundle } from '../runtime/bundle';
 import { ConsoleSocket } from '../runtime/console-socket';
-import { validateContainerId, validateExecId, validateSandboxId } from '../runtime/ids';
+import { shown, validateContainerId, validateExecId, validateSandboxId } from '../runtime/ids';
 import type { OciRuntime } from '../runtime/oci-runtime';
 import {
   KATA_GUEST_SHARED_DIR,
@@ -150,10 +150,6 @@ export interface StatsResult {
 }
 
 const noop = (): void => undefined;
-
-function shown(id: string): string {
-  return id.length > 80 ? `${JSON.stringify(id.slice(0, 80))}...` : JSON.stringify(id);
-}
 
 function errCode(err: unknown): string | undefined {
   const c = (err as { code?: unknown } | null)?.code;

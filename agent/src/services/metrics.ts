@@ -3,6 +3,7 @@
 // Kata agent (src/agent/src/metrics.rs) so host-side tooling (kata-monitor)
 // sees the same series. Every source is read from <proc>; an unreadable
 // source is skipped (logged at debug), never an error, as in Kata.
+import { parseProcStat } from '../proc/stat';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -76,15 +77,6 @@ function num(s: string | undefined): number {
   if (s === undefined) return 0;
   const n = Number(s);
   return Number.isFinite(n) ? n : 0;
-}
-
-/** Parse /proc/<pid>/stat: fields after the parenthesised comm, 1-based as in proc(5). */
-export function parseProcStat(text: string): (n: number) => number {
-  const close = text.lastIndexOf(')');
-  if (close < 0) throw new Error('malformed stat: no ")"');
-  // Field 3 (state) is the first after "comm)".
-  const rest = text.slice(close + 1).trim().split(/\s+/);
-  return (n: number) => num(rest[n - 3]);
 }
 
 /** "Key:   value [kB]" files (/proc/meminfo, /proc/self/status, /proc/self/io). */
@@ -260,7 +252,7 @@ export class MetricsCollector {
     const stat = this.read('self/stat', log);
     if (stat !== undefined) {
       try {
-        const f = parseProcStat(stat);
+        const f = parseProcStat(stat).field;
         x.family('kata_agent_threads', 'Agent process threads')(f(20));
         x.family('kata_agent_total_time', 'Agent process total time (user + system CPU seconds)')((f(14) + f(15)) / tps);
         x.family('kata_agent_total_vm', 'Agent process total VM size (bytes)')(f(23));
