@@ -8,7 +8,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ptyMasterSocket } from '../../agent/src/console/debug-console';
+import { ownedFdSocket } from '../../agent/src/transport/handles';
 import { openPty, openPtySlave } from '../../agent/src/sys/pty';
 import { bundleEntry } from '../helpers/bundle';
 
@@ -297,7 +297,7 @@ describe('debug console over a listening socket (vsock stand-in)', () => {
 describe('debug console on the serial console (pty pair as /dev/console)', () => {
   it('runs a shell on the console and respawns it when it exits', async () => {
     const pty = openPty({ winSize: { rows: 24, cols: 80 } });
-    const master = ptyMasterSocket(pty.master);
+    const master = ownedFdSocket(pty.master);
     // Hold the slave open, so the master does not see EIO between two shells.
     const keep = openPtySlave(pty.slavePath);
     cleanups.push(() => {

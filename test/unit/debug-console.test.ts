@@ -8,12 +8,12 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   findShell,
-  ptyMasterSocket,
   startDebugConsole,
   type DebugConsole,
   type DebugConsoleDeps,
   type DebugConsoleOptions,
 } from '../../agent/src/console/debug-console';
+import { ownedFdSocket } from '../../agent/src/transport/handles';
 import { createLogger } from '../../agent/src/log';
 import type { ExitStatus } from '../../agent/src/proc/reaper';
 import type { SpawnedProcess, SpawnOptions } from '../../agent/src/proc/spawner';
@@ -65,7 +65,7 @@ class FakeSpawner {
     if (this.openTerm) {
       // Like the real child: open the slave by the path the spawn options name.
       const tty = opts.stdin as { open: string };
-      p.term = ptyMasterSocket(openPtySlave(tty.open));
+      p.term = ownedFdSocket(openPtySlave(tty.open));
       p.term.setEncoding('utf8');
       p.term.on('error', () => undefined);
     }

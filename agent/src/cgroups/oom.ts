@@ -17,7 +17,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { SysError } from '../sys/libc';
 import { eventfd } from '../sys/eventfd';
-import { pipeSocketHandle } from '../transport/handles';
+import { fdSocket } from '../transport/handles';
 import { safeCall } from './common';
 import type { FsOps } from './fsops';
 import { parseFlatKeyed, parseOomControl } from './parse';
@@ -104,7 +104,7 @@ export interface V1OomDeps {
 
 export const realV1OomDeps: V1OomDeps = {
   eventfd: () => eventfd(),
-  openStream: (fd) => new net.Socket({ handle: pipeSocketHandle(fd), readable: true, writable: false } as net.SocketConstructorOpts),
+  openStream: (fd) => fdSocket(fd, { writable: false }),
 };
 
 /** cgroup v1: eventfd notification + memory.oom_control oom_kill counter. */

@@ -4,10 +4,9 @@
 //
 // The connect() is blocking: fine for agent-ctl and tests (the kernel gives up
 // after its vsock connect timeout, 2 s by default), not for the agent itself.
-import net from 'node:net';
 import { close as closeFd } from '../sys/misc';
 import { AF_VSOCK, SOCK_CLOEXEC, SOCK_STREAM, connect, socket, sockaddrVm } from '../sys/socket';
-import { pipeSocketHandle } from '../transport/handles';
+import { fdSocket } from '../transport/handles';
 import type { VsockDialer } from './dial';
 import { ConnectionError } from './errors';
 
@@ -17,9 +16,9 @@ export const vsockDial: VsockDialer = async (cid, port) => {
   try {
     fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0, what);
     connect(fd, sockaddrVm(cid, port), what);
-    const handle = pipeSocketHandle(fd);
-    fd = -1; // owned by the handle now
-    return new net.Socket({ handle, readable: true, writable: true } as net.SocketConstructorOpts);
+    const sock = fdSocket(fd);
+    fd = -1; // owned by the socket now
+    return sock;
   } catch (err) {
     if (fd >= 0) {
       try {

@@ -20,7 +20,7 @@ import type { Logger } from '../log';
 import { DEFAULT_PATH, type SpawnedProcess, type SpawnOptions } from '../proc/spawner';
 import { close as sysClose, kill as sysKill } from '../sys/misc';
 import { openPty as sysOpenPty, type OpenPtyOptions, type Pty } from '../sys/pty';
-import { pipeSocketHandle } from '../transport/handles';
+import { ownedFdSocket } from '../transport/handles';
 import { listen } from '../transport/listen';
 import type { Listener } from '../transport/types';
 
@@ -51,7 +51,7 @@ export interface DebugConsoleDeps {
 export const realDebugConsoleDeps: DebugConsoleDeps = {
   openPty: sysOpenPty,
   openConsole: (p) => fs.openSync(p, fs.constants.O_RDWR | fs.constants.O_NOCTTY),
-  masterSocket: ptyMasterSocket,
+  masterSocket: ownedFdSocket,
   close: sysClose,
   kill: sysKill,
   isExecutable,
@@ -103,22 +103,6 @@ export function isExecutable(p: string): boolean {
 /** The first usable shell of `shells`, or undefined. */
 export function findShell(shells: readonly string[], usable: (p: string) => boolean = isExecutable): string | undefined {
   return shells.find((s) => s !== '' && usable(s));
-}
-
-/** Open a pty master fd as a net.Socket (libuv Pipe handle; net.Socket({fd}) refuses char devices). */
-export function ptyMasterSocket(fd: number): net.Socket {
-  let handle: object;
-  try {
-    handle = pipeSocketHandle(fd);
-  } catch (err) {
-    try {
-      sysClose(fd);
-    } catch {
-      // nothing more to do
-    }
-    throw err;
-  }
-  return new net.Socket({ handle, readable: true, writable: true } as net.SocketConstructorOpts);
 }
 
 function errText(err: unknown): string {

@@ -24,7 +24,7 @@
 import { cancelled, raceAbort } from './abort';
 import net from 'node:net';
 import os from 'node:os';
-import { ptyMasterSocket } from '../console/debug-console';
+import { ownedFdSocket } from '../transport/handles';
 import type { Logger } from '../log';
 import { Code, RpcError } from '../rpc/status';
 import {
@@ -82,7 +82,7 @@ export const realProcessIODeps: ProcessIODeps = {
   setPipeSize: sysSetPipeSize,
   close: sysClose,
   setWinSize: sysSetWinSize,
-  masterSocket: ptyMasterSocket,
+  masterSocket: ownedFdSocket,
   dup: (fd) => sysFcntl(fd, F_DUPFD_CLOEXEC, 0),
 };
 

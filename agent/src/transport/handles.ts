@@ -3,6 +3,8 @@
 // `net.Server.listen({fd})` fails with EINVAL on an AF_VSOCK fd, but a TCP
 // handle opened on it works, and a Pipe handle works on a char device.
 
+import fs from 'node:fs';
+import net from 'node:net';
 import { getSystemErrorName } from 'node:util';
 
 interface UvHandle {
@@ -77,6 +79,33 @@ export function pipeSocketHandle(fd: number): object {
     throw uvError(r, `uv_pipe_open fd ${fd}`);
   }
   return h;
+}
+
+/**
+ * `fd` (a char device such as a pty master or virtio port, a pipe, an eventfd, a connected
+ * socket Node cannot open itself) as a net.Socket on a libuv Pipe handle; net.Socket({fd})
+ * refuses char devices. The socket owns the fd once this returns; on failure the caller still does.
+ */
+export function fdSocket(fd: number, opts: { readable?: boolean; writable?: boolean } = {}): net.Socket {
+  return new net.Socket({
+    handle: pipeSocketHandle(fd),
+    readable: opts.readable ?? true,
+    writable: opts.writable ?? true,
+  } as net.SocketConstructorOpts);
+}
+
+/** fdSocket(fd), closing `fd` when it cannot be wrapped: ownership passes either way. */
+export function ownedFdSocket(fd: number): net.Socket {
+  try {
+    return fdSocket(fd);
+  } catch (err) {
+    try {
+      fs.closeSync(fd);
+    } catch {
+      // nothing more to do
+    }
+    throw err;
+  }
 }
 
 /** The OS fd behind a net.Socket or net.Server, if it has one. */

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { Logger } from '../log';
-import { pipeSocketHandle } from './handles';
+import { ownedFdSocket } from './handles';
 import type { Listener, OnConnection } from './types';
 
 export const DEFAULT_SYSFS_VIRTIO_PORTS = '/sys/class/virtio-ports';
@@ -55,15 +55,7 @@ export function findVirtioPort(name: string, sysfsRoot = DEFAULT_SYSFS_VIRTIO_PO
 
 /** Open a char device (or FIFO) as a net.Socket through a libuv Pipe handle. */
 export function openCharDeviceSocket(device: string): net.Socket {
-  const fd = fs.openSync(device, fs.constants.O_RDWR | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY);
-  let handle: object;
-  try {
-    handle = pipeSocketHandle(fd);
-  } catch (err) {
-    fs.closeSync(fd);
-    throw err;
-  }
-  return new net.Socket({ handle, readable: true, writable: true } as net.SocketConstructorOpts);
+  return ownedFdSocket(fs.openSync(device, fs.constants.O_RDWR | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY));
 }
 
 /** Serve sessions over the virtio-serial port `name`. Rejects if the port does not exist. */
