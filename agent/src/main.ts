@@ -2,19 +2,19 @@
 // Kept short: every step lives in its own module.
 import type net from 'node:net';
 import { chooseListenAddress, readConfig, USAGE, type AgentConfig } from './config';
-import { realInitSys, runInit, shutdown } from './init/index';
+import { guard, realInitSys, runInit, shutdown } from './init/index';
 import { createLogger, type Logger } from './log';
 import { Reaper } from './proc/reaper';
 import { Spawner } from './proc/spawner';
-import { Dispatcher } from './rpc/dispatch';
-import { detectCgroups, openCgroups, setupAgentCgroup } from './cgroups/index';
-import { startDebugConsole, type DebugConsole } from './console/debug-console';
+import { Dispatcher, lazyHandler } from './rpc/dispatch';
+import type { DebugConsole } from './console/debug-console';
 import { closeSharedGrpcServer, sharedGrpcServer } from './rpc/grpc';
 import { plannedFor } from './rpc/planned';
 import { prepareSchema } from './rpc/proto';
 import { serveTtrpc } from './rpc/ttrpc/server';
 import { registerIssue2Services } from './services/index';
-import { registerIssue3Services } from './services/issue3';
+import type { Issue3Services } from './services/issue3';
+import { ISSUE3_METHODS } from './services/issue3-methods';
 import { listen, type Listener } from './transport/listen';
 import { logSink } from './transport/logsink';
 import { sniff } from './transport/sniff';
@@ -50,7 +50,6 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Agen
   for (const o of ignored) log.debug({ option: o }, 'kata option recognised and ignored');
   log.info({ version: AGENT_VERSION, argv }, 'starting');
 
-  const isInit = process.pid === 1 && !config.noInit;
   let stopping: Promise<void> | undefined;
   let agent: Agent | undefined;
   const earlyStop = (reason: string): void => {
@@ -65,15 +64,14 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Agen
       else earlyStop(`signal ${signal}`);
     },
   });
-  if (init.mode !== 'pid1') log.info({ mode: init.mode }, 'init done');
-  if (init.mode !== 'pid1') {
-    // Not PID 1: a signal stops the agent cleanly instead of powering anything off.
+  const isInit = init.mode === 'pid1';
+  if (!isInit) {
+    log.info({ mode: init.mode }, 'init done');
+    // Not PID 1: a signal stops the agent cleanly instead of powering anything off; errors
+    // are logged and the agent keeps serving, as PID 1 does (runInit installed the guard there).
     for (const s of ['SIGTERM', 'SIGINT'] as const) process.on(s, () => earlyStop(`signal ${s}`));
-    process.on('uncaughtException', (err) => log.error({ err: String(err?.stack ?? err) }, 'uncaught exception'));
-    process.on('unhandledRejection', (err) => log.error({ err: String(err) }, 'unhandled rejection'));
+    guard(log);
   }
-
-  if (init.mode === 'pid1') placeAgentCgroup(log);
 
   const reaper = new Reaper(undefined, log.child({ component: 'reaper' }));
   reaper.start();
@@ -81,7 +79,9 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Agen
 
   let debugConsole: DebugConsole | undefined;
   if (config.debugConsole) {
-    startDebugConsole({ vport: config.debugConsoleVport, spawner, log: log.child({ component: 'debug-console' }) }).then(
+    import('./console/debug-console')
+      .then((m) => m.startDebugConsole({ vport: config.debugConsoleVport, spawner, log: log.child({ component: 'debug-console' }) }))
+      .then(
       (dc) => (debugConsole = dc),
       (err) => log.warn({ err: String(err) }, 'cannot start the debug console'),
     );
@@ -93,15 +93,25 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Agen
     log: log.child({ component: 'services' }),
     hotplugTimeoutMs: config.hotplugTimeoutMs,
   });
-  const issue3 = registerIssue3Services(dispatcher, {
-    log: log.child({ component: 'services' }),
-    spawner,
-    reaper,
-    ociRuntime: config.ociRuntime,
-    containerPipeSize: config.containerPipeSize,
-    isInit,
-    onDestroyed: () => void agent?.stop('sandbox destroyed'),
-  });
+  // The container stack (sandbox, OCI runtime, cgroups, stdio) is loaded on the first
+  // container RPC, not on the way to 'listening'.
+  let issue3: Promise<Issue3Services> | undefined;
+  const loadIssue3 = (): Promise<Issue3Services> =>
+    (issue3 ??= import('./services/issue3').then((m) =>
+      m.makeIssue3Services({
+        log: log.child({ component: 'services' }),
+        spawner,
+        reaper,
+        ociRuntime: config.ociRuntime,
+        containerPipeSize: config.containerPipeSize,
+        isInit,
+        onDestroyed: () => void agent?.stop('sandbox destroyed'),
+      }),
+    ).catch((err: unknown) => {
+      issue3 = undefined; // the next container RPC tries again
+      throw err;
+    }));
+  for (const m of ISSUE3_METHODS) dispatcher.register(m, lazyHandler(async () => (await loadIssue3()).handlers[m]));
 
   const vsock = config.serverAddrExplicit ? undefined : vsockSelfTest();
   if (vsock) log.info({ vsock }, 'vsock self-test');
@@ -134,6 +144,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Agen
   // Work not needed to accept connections is done once listening (a request that
   // arrives meanwhile is simply read after it).
   setImmediate(() => {
+    if (isInit) void placeAgentCgroup(log);
     try {
       prepareSchema();
     } catch (err) {
@@ -155,10 +166,10 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Agen
         await closeSharedGrpcServer().catch(() => undefined);
         await debugConsole?.close().catch(() => undefined);
         // Not PID 1: containers, mounts and cgroups would outlive the agent on the host.
-        if (init.mode !== 'pid1') await issue3.close().catch(() => undefined);
+        if (!isInit && issue3) await issue3.then((s) => s.close(), () => undefined);
         reaper.stop();
         await sink?.close().catch(() => undefined);
-        if (init.mode === 'pid1') shutdown(reason, { log, sys: realInitSys, pid: process.pid });
+        if (isInit) shutdown(reason, { log, sys: realInitSys, pid: process.pid });
         else process.exit(0);
       })();
       return stopping;
@@ -174,8 +185,9 @@ export const AGENT_MEMORY_LOW = 128 << 20;
  * As PID 1 on cgroup v2, move the agent into its own cgroup with memory.low so containers cannot
  * starve it. cgroup v1 has no memory.low: the agent stays in the root cgroup there.
  */
-function placeAgentCgroup(log: Logger): void {
+async function placeAgentCgroup(log: Logger): Promise<void> {
   try {
+    const { detectCgroups, openCgroups, setupAgentCgroup } = await import('./cgroups/index');
     const mode = detectCgroups();
     if (mode !== 'v2') {
       log.info({ mode }, 'agent cgroup: not on cgroup v2 (no memory.low), staying in the root cgroup');

@@ -42,8 +42,14 @@ describe.skipIf(!isRoot)('agent as PID 1 in its own namespaces', () => {
     expect(fs.readlinkSync(`/proc/${agent.agentPid}/root/dev/ptmx`)).toBe('pts/ptmx');
   });
 
-  it('moves itself into its own cgroup (/kata-agent) on cgroup v2', () => {
-    const cg = fs.readFileSync(`/proc/${agent.agentPid}/cgroup`, 'utf8');
+  it('moves itself into its own cgroup (/kata-agent) on cgroup v2, once listening', async () => {
+    const deadline = Date.now() + 10_000;
+    let cg = '';
+    while (Date.now() < deadline) {
+      cg = fs.readFileSync(`/proc/${agent.agentPid}/cgroup`, 'utf8');
+      if (/^0::\/kata-agent$/m.test(cg)) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
     expect(cg).toMatch(/^0::\/kata-agent$/m);
     const line = agent.logLines().find((l) => /agent cgroup/.test(l.msg));
     expect(line).toBeDefined();

@@ -106,6 +106,24 @@ export class Dispatcher {
   }
 }
 
+/**
+ * A handler whose implementation is loaded on its first call (keeps modules off the agent's
+ * start-up path). Concurrent first calls share one load; a failed load is retried on the next call.
+ */
+export function lazyHandler(load: () => Promise<Handler>): Handler {
+  let handler: Handler | undefined;
+  let loading: Promise<Handler> | undefined;
+  return async (req, ctx) => {
+    if (!handler) {
+      loading ??= load().finally(() => {
+        loading = undefined;
+      });
+      handler = await loading;
+    }
+    return handler(req, ctx);
+  };
+}
+
 function methodInfoMissing(service: string, method: string): string {
   return `unknown method ${service}/${method}`;
 }

@@ -1,6 +1,6 @@
 // The RPCs of issue 2: health, guest details and guest-wide operations,
 // CopyFile and GetMetrics, registered on the shared Dispatcher.
-import type { Dispatcher, Handler } from '../rpc/dispatch';
+import { lazyHandler, type Dispatcher } from '../rpc/dispatch';
 import { resolveDeps, type ResolvedDeps, type ServiceDeps } from './deps';
 import { makeGuestHandlers } from './guest';
 import { healthCheck, healthVersion } from './health';
@@ -43,17 +43,3 @@ export function registerIssue2Services(dispatcher: Dispatcher, deps: ServiceDeps
   return { deps: d, idle: guest.idle };
 }
 
-/** A handler made by `load` on its first call (a failed load is retried on the next call). */
-function lazyHandler(load: () => Promise<Handler>): Handler {
-  let handler: Handler | undefined;
-  let loading: Promise<Handler> | undefined;
-  return async (req, ctx) => {
-    if (!handler) {
-      loading ??= load().finally(() => {
-        loading = undefined;
-      });
-      handler = await loading;
-    }
-    return handler(req, ctx);
-  };
-}

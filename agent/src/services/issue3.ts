@@ -10,30 +10,10 @@ import { CliRuntime, type OciRuntime } from '../runtime/oci-runtime';
 import { Sandbox, type SandboxPaths, type SandboxSys } from '../sandbox/sandbox';
 import { makeContainerHandlers } from './container';
 import { makeProcessHandlers } from './process';
+import { ISSUE3_METHODS } from './issue3-methods';
 import { makeSandboxHandlers } from './sandbox';
 
-export const ISSUE3_METHODS = [
-  'grpc.AgentService/CreateSandbox',
-  'grpc.AgentService/DestroySandbox',
-  'grpc.AgentService/GetOOMEvent',
-  'grpc.AgentService/CreateContainer',
-  'grpc.AgentService/StartContainer',
-  'grpc.AgentService/RemoveContainer',
-  'grpc.AgentService/UpdateContainer',
-  'grpc.AgentService/StatsContainer',
-  'grpc.AgentService/PauseContainer',
-  'grpc.AgentService/ResumeContainer',
-  'grpc.AgentService/ListProcesses',
-  'grpc.AgentService/GetDiagnosticData',
-  'grpc.AgentService/ExecProcess',
-  'grpc.AgentService/SignalProcess',
-  'grpc.AgentService/WaitProcess',
-  'grpc.AgentService/WriteStdin',
-  'grpc.AgentService/ReadStdout',
-  'grpc.AgentService/ReadStderr',
-  'grpc.AgentService/CloseStdin',
-  'grpc.AgentService/TtyWinResize',
-] as const;
+export { ISSUE3_METHODS } from './issue3-methods';
 
 export interface Issue3Deps {
   log: Logger;
@@ -57,11 +37,14 @@ export interface Issue3Deps {
 
 export interface Issue3Services {
   sandbox: Sandbox;
+  /** The handler of every method of ISSUE3_METHODS. */
+  handlers: Record<(typeof ISSUE3_METHODS)[number], Handler>;
   /** Remove every container and undo the sandbox setup (agent shutdown). Never rejects. */
   close(): Promise<void>;
 }
 
-export function registerIssue3Services(dispatcher: Dispatcher, deps: Issue3Deps): Issue3Services {
+/** The sandbox and the handlers of the issue-3 RPCs (main registers them lazily; see ISSUE3_METHODS). */
+export function makeIssue3Services(deps: Issue3Deps): Issue3Services {
   const log = deps.log;
   const runtime =
     deps.runtime ?? new CliRuntime(deps.ociRuntime || 'crun', { spawner: deps.spawner, log: log.child({ component: 'oci-runtime' }) });
@@ -103,9 +86,16 @@ export function registerIssue3Services(dispatcher: Dispatcher, deps: Issue3Deps)
     'grpc.AgentService/CloseStdin': p.closeStdin,
     'grpc.AgentService/TtyWinResize': p.ttyWinResize,
   };
-  for (const [method, handler] of Object.entries(table)) dispatcher.register(method, handler);
   return {
     sandbox,
+    handlers: table,
     close: () => sandbox.close().catch((err: unknown) => log.error({ err: String(err) }, 'sandbox close failed')),
   };
+}
+
+/** makeIssue3Services, with every handler registered on `dispatcher`. */
+export function registerIssue3Services(dispatcher: Dispatcher, deps: Issue3Deps): Issue3Services {
+  const services = makeIssue3Services(deps);
+  for (const [method, handler] of Object.entries(services.handlers)) dispatcher.register(method, handler);
+  return services;
 }
