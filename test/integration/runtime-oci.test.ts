@@ -64,6 +64,10 @@ for (const runtime of RUNTIMES) {
       expect(r.fixturePid).toBe(1);
     });
 
+    it(`${runtime} runs from a sealed in-memory copy of its binary (every scenario below goes through it)`, () => {
+      expect(r.executable).toMatch(/^\/proc\/1\/fd\/\d+$/);
+    });
+
     it('create + start `echo hi`: output on the stdout pipe, exit 0 via the reaper, init reparented to PID 1', () => {
       const o = r.echo;
       expect(o.error).toBeUndefined();

@@ -15,25 +15,28 @@
 //   `--log FILE --log-format json` file (both runtimes write every error
 //   there as {"level":"error","msg":...}; they also print it to stderr, which
 //   for create/exec is the container's stderr).
-// - Other commands (start, state, kill, ...) get stdout/stderr pipes.
+// - Other commands (start, state, kill, ...) write stdout (kept for state and ps) and stderr to
+//   per-call files beside the log, read after the runtime exited.
 // A failure becomes a RuntimeError (an RpcError) whose message carries the
 // runtime's error text; the code is NOT_FOUND for an unknown container,
 // ALREADY_EXISTS, FAILED_PRECONDITION for a container in the wrong state,
 // DEADLINE_EXCEEDED on timeout, else INTERNAL.
-import { Capture } from '../proc/run';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from '../log';
 import type { ExitStatus } from '../proc/reaper';
-import { DEFAULT_ENV, type SpawnedProcess, type SpawnOptions } from '../proc/spawner';
+import { DEFAULT_ENV, DEFAULT_PATH, resolveInPath, type SpawnedProcess, type SpawnOptions, type StdioSpec } from '../proc/spawner';
 import { Code, RpcError } from '../rpc/status';
 import { kill as sysKill } from '../sys/misc';
 import { validateContainerId } from './ids';
+import { sealBinary, type SealedBinary } from './sealed-binary';
 
 const SIGKILL = os.constants.signals.SIGKILL;
 const SIGPIPE = 13;
 const ESRCH = os.constants.errno.ESRCH;
+const { ENOENT, EACCES, ENOEXEC, EPERM } = os.constants.errno;
+const EXEC_ERRNOS = new Set([ENOENT, EACCES, ENOEXEC, EPERM]);
 
 /** Where per-call runtime log files go by default (removed after each call). */
 export const DEFAULT_LOG_DIR = '/run/kata-containers/.oci-log';
@@ -44,8 +47,8 @@ const MAX_STDOUT = 4 * 1024 * 1024;
 const MAX_DIAG = 64 * 1024;
 /** Longest error text put into an error message. */
 const MAX_MESSAGE = 4096;
-/** After the runtime exited, how long its pipes may stay open. */
-const DRAIN_MS = 2000;
+/** How the child opens its stdout/stderr files (O_NOFOLLOW: nothing but a new file of ours). */
+const OUT_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW;
 
 /** An fd for the container process's stdio slot (the caller keeps ownership), or /dev/null. */
 export type StdioFd = number | 'null';
@@ -127,6 +130,12 @@ export interface CliRuntimeOptions {
   env?: string[];
   /** Injected for tests; default kill(2). */
   kill?: (pid: number, sig: number) => void;
+  /**
+   * Run the runtime from a sealed in-memory copy of its binary (sealed-binary.ts), made at
+   * the first call: true for the default copy, or the function that makes it (tests).
+   * When the copy cannot be made or executed the runtime runs from its path. Default false.
+   */
+  sealedCopy?: boolean | ((binary: string, name: string) => SealedBinary);
 }
 
 /** A failed runtime call. `code` is the protocol status code. */
@@ -232,23 +241,37 @@ export function classifyFailure(command: string, detail: string, statePath?: str
 }
 
 interface InvokeOptions {
-  /** Container stdio for create/exec; otherwise stdout/stderr are captured. */
+  /** Container stdio for create/exec; otherwise stderr is kept for the error message. */
   stdio?: Partial<ContainerStdio>;
+  /** The command's stdout is its result (state, ps): keep it. */
+  output?: boolean;
 }
 
-async function readBounded(file: string, max: number): Promise<string> {
-  let fh: fs.promises.FileHandle;
+/**
+ * The first `max` bytes of a small file of the agent's own (a runtime call's log or output in
+ * the tmpfs log directory), read synchronously: '' when it does not exist.
+ */
+function readBounded(file: string, max: number): string {
+  let fd: number;
   try {
-    fh = await fs.promises.open(file, 'r');
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
   } catch {
     return '';
   }
   try {
-    const buf = Buffer.alloc(max);
-    const { bytesRead } = await fh.read(buf, 0, max, 0);
-    return buf.subarray(0, bytesRead).toString('utf8');
+    const buf = Buffer.alloc(Math.min(max, fs.fstatSync(fd).size));
+    const n = buf.length > 0 ? fs.readSync(fd, buf, 0, buf.length, 0) : 0;
+    return buf.subarray(0, n).toString('utf8');
   } finally {
-    await fh.close();
+    fs.closeSync(fd);
+  }
+}
+
+function unlinkQuietly(file: string): void {
+  try {
+    fs.unlinkSync(file);
+  } catch {
+    // not created (the runtime did not start) or already gone
   }
 }
 
@@ -295,6 +318,9 @@ export class CliRuntime implements OciRuntime {
   private readonly killFn: (pid: number, sig: number) => void;
   private logDirReady?: Promise<void>;
   private seq = 0;
+  private sealer?: (binary: string, name: string) => SealedBinary;
+  /** The sealed copy once made; null when it cannot be used. */
+  private sealed?: SealedBinary | null;
 
   constructor(
     readonly binary: string,
@@ -310,6 +336,28 @@ export class CliRuntime implements OciRuntime {
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.env = opts.env ?? [...DEFAULT_ENV];
     this.killFn = opts.kill ?? sysKill;
+    if (opts.sealedCopy === true) this.sealer = sealBinary;
+    else if (typeof opts.sealedCopy === 'function') this.sealer = opts.sealedCopy;
+  }
+
+  /** What the runtime is executed as: the sealed copy when there is one, else the binary. */
+  get executable(): string {
+    return this.sealedCopy()?.execPath ?? this.binary;
+  }
+
+  private sealedCopy(): SealedBinary | undefined {
+    if (this.sealed !== undefined || !this.sealer) return this.sealed ?? undefined;
+    let file = this.binary;
+    try {
+      const pathEnv = this.env.findLast((kv) => kv.startsWith('PATH='))?.slice(5) ?? DEFAULT_PATH;
+      file = resolveInPath(this.binary, pathEnv);
+      this.sealed = this.sealer(file, this.name);
+      this.log.info({ runtime: this.name, binary: file, exec: this.sealed.execPath, bytes: this.sealed.bytes }, 'runtime runs from a sealed in-memory copy');
+    } catch (err) {
+      this.sealed = null;
+      this.log.warn({ runtime: this.name, binary: file, err: String(err) }, 'cannot make a sealed copy of the runtime; running it from its path');
+    }
+    return this.sealed ?? undefined;
   }
 
   async create(id: string, bundleDir: string, o: CreateOptions): Promise<{ pid: number }> {
@@ -353,7 +401,7 @@ export class CliRuntime implements OciRuntime {
 
   async state(id: string): Promise<ContainerState> {
     validateContainerId(id); // ids become runtime arguments and state directory names
-    const out = await this.invoke('state', id, [id]);
+    const out = await this.invoke('state', id, [id], { output: true });
     try {
       return parseState(out);
     } catch (err) {
@@ -363,7 +411,7 @@ export class CliRuntime implements OciRuntime {
 
   async ps(id: string): Promise<number[]> {
     validateContainerId(id); // ids become runtime arguments and state directory names
-    const out = await this.invoke('ps', id, ['--format', 'json', id]);
+    const out = await this.invoke('ps', id, ['--format', 'json', id], { output: true });
     try {
       return parsePs(out);
     } catch (err) {
@@ -419,16 +467,22 @@ export class CliRuntime implements OciRuntime {
         '',
       );
     }
-    const logFile = path.join(this.logDir, `${this.name}-${command}-${process.pid}-${++this.seq}.log`);
-    const argv = [this.binary, ...this.commandLine(command, args, logFile)];
+    // The runtime's log, stdout (state, ps) and stderr go to files of its own in the log
+    // directory (a tmpfs), read once it has exited: no pipes or streams to set up and drain.
+    const base = path.join(this.logDir, `${this.name}-${command}-${process.pid}-${++this.seq}`);
+    const logFile = `${base}.log`;
     const withStdio = io.stdio !== undefined;
+    const outFile = !withStdio && io.output ? `${base}.out` : undefined;
+    const errFile = withStdio ? undefined : `${base}.err`;
+    const toFile = (file: string): StdioSpec => ({ open: file, flags: OUT_FLAGS, mode: 0o600 });
+    const argv = [this.binary, ...this.commandLine(command, args, logFile)];
     const spawnOpts: SpawnOptions = {
-      file: this.binary,
+      file: this.executable,
       args: argv,
       env: this.env,
       stdin: withStdio ? (io.stdio!.stdin ?? 'null') : 'null',
-      stdout: withStdio ? (io.stdio!.stdout ?? 'null') : 'pipe',
-      stderr: withStdio ? (io.stdio!.stderr ?? 'null') : 'pipe',
+      stdout: withStdio ? (io.stdio!.stdout ?? 'null') : outFile ? toFile(outFile) : 'null',
+      stderr: withStdio ? (io.stdio!.stderr ?? 'null') : toFile(errFile!),
       setsid: true,
       // start/delete run poststart/poststop hooks and write the container state to each hook's
       // stdin: a hook that exits without reading it would kill the runtime with SIGPIPE. These
@@ -439,7 +493,7 @@ export class CliRuntime implements OciRuntime {
     };
     let proc: SpawnedProcess;
     try {
-      proc = this.spawner.spawn(spawnOpts);
+      proc = this.spawnRuntime(spawnOpts);
     } catch (err) {
       throw new RuntimeError(
         Code.INTERNAL,
@@ -450,9 +504,6 @@ export class CliRuntime implements OciRuntime {
         '',
       );
     }
-    const out = proc.stdout ? new Capture(proc.stdout, MAX_STDOUT) : undefined;
-    const errOut = proc.stderr ? new Capture(proc.stderr, MAX_DIAG) : undefined;
-
     let timedOut = false;
     let exited = false;
     const timer = setTimeout(() => {
@@ -476,25 +527,18 @@ export class CliRuntime implements OciRuntime {
       exited = true;
       clearTimeout(timer);
     }
-    if (out || errOut) {
-      let grace: NodeJS.Timeout | undefined;
-      await Promise.race([
-        Promise.all([out?.done, errOut?.done]),
-        new Promise<void>((r) => (grace = setTimeout(r, DRAIN_MS))),
-      ]);
-      clearTimeout(grace);
-      proc.stdout?.destroy();
-      proc.stderr?.destroy();
-    }
-    const logText = await readBounded(logFile, MAX_DIAG);
-    await fs.promises.unlink(logFile).catch(() => undefined);
+    const ok = st.code === 0 && !timedOut;
+    const output = ok && outFile ? readBounded(outFile, MAX_STDOUT) : '';
+    const logText = ok ? '' : readBounded(logFile, MAX_DIAG);
+    const errText = ok || !errFile ? '' : readBounded(errFile, MAX_DIAG);
+    for (const f of [logFile, outFile, errFile]) if (f !== undefined) unlinkQuietly(f);
     const ms = Math.round((performance.now() - t0) * 10) / 10;
 
-    if (st.code === 0 && !timedOut) {
+    if (ok) {
       this.log.debug({ runtime: this.name, command, id, ms }, 'oci runtime call');
-      return out?.text() ?? '';
+      return output;
     }
-    const detail = failureDetail(logText, errOut?.text() ?? '');
+    const detail = failureDetail(logText, errText);
     const how = timedOut
       ? `timed out after ${this.timeoutMs} ms`
       : st.signal !== undefined
@@ -508,10 +552,33 @@ export class CliRuntime implements OciRuntime {
     throw new RuntimeError(code, message, this.name, command, st.code, detail);
   }
 
+  /** Spawn through the sealed copy; if it cannot be executed, drop it for good and use the path. */
+  private spawnRuntime(o: SpawnOptions): SpawnedProcess {
+    if (o.file === this.binary) return this.spawner.spawn(o);
+    try {
+      return this.spawner.spawn(o);
+    } catch (err) {
+      // Only failures to execute the copy itself; a bad stdio fd fails the same way from the path.
+      if (!EXEC_ERRNOS.has((err as { errno?: number }).errno ?? 0)) throw err;
+      this.log.warn({ runtime: this.name, exec: o.file, err: String(err) }, 'cannot execute the sealed copy of the runtime; running it from its path');
+      if (this.sealed) this.closeSealed();
+      this.sealed = null;
+      return this.spawner.spawn({ ...o, file: this.binary });
+    }
+  }
+
+  private closeSealed(): void {
+    try {
+      fs.closeSync(this.sealed!.fd);
+    } catch {
+      // already closed
+    }
+  }
+
   private async readPid(command: string, id: string, pidFile: string): Promise<number> {
     let text: string;
     try {
-      text = await fs.promises.readFile(pidFile, 'utf8');
+      text = fs.readFileSync(pidFile, 'utf8'); // in the bundle directory, on tmpfs
     } catch (err) {
       throw new RuntimeError(
         Code.INTERNAL,
@@ -539,7 +606,7 @@ export class CliRuntime implements OciRuntime {
   /** A pid file left from an earlier call would be read as this call's result: remove it first. */
   private async removeStale(command: string, id: string, pidFile: string): Promise<void> {
     try {
-      await fs.promises.unlink(pidFile);
+      fs.unlinkSync(pidFile);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw new RuntimeError(

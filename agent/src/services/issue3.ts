@@ -47,7 +47,7 @@ export interface Issue3Services {
 export function makeIssue3Services(deps: Issue3Deps): Issue3Services {
   const log = deps.log;
   const runtime =
-    deps.runtime ?? new CliRuntime(deps.ociRuntime || 'crun', { spawner: deps.spawner, log: log.child({ component: 'oci-runtime' }) });
+    deps.runtime ?? new CliRuntime(deps.ociRuntime || 'crun', { spawner: deps.spawner, log: log.child({ component: 'oci-runtime' }), sealedCopy: true });
   const sandbox = new Sandbox({
     log: log.child({ component: 'sandbox' }),
     spawner: deps.spawner,

@@ -205,3 +205,27 @@ export function removeAllAt(dirfd: number, name: Name): void {
     if ((err as SysError).errno !== E.ENOENT) throw err;
   }
 }
+
+/** memfd_create(2) flags and fcntl(2) file seals (F_ADD_SEALS / F_GET_SEALS). */
+export const MFD = { CLOEXEC: 0x1, ALLOW_SEALING: 0x2 } as const;
+export const F_ADD_SEALS = 1033;
+export const F_GET_SEALS = 1034;
+export const F_SEAL = { SEAL: 0x1, SHRINK: 0x2, GROW: 0x4, WRITE: 0x8 } as const;
+
+/** An anonymous memory-backed file; returns its fd (always close-on-exec). */
+export function memfdCreate(name: string, flags: number = MFD.ALLOW_SEALING): number {
+  const f = fn('int memfd_create(const char *name, unsigned int flags)');
+  return check(f(name, flags | MFD.CLOEXEC) as number, 'memfd_create', name);
+}
+
+/** Add seals to a memfd (fcntl F_ADD_SEALS). */
+export function addSeals(fd: number, seals: number): void {
+  const f = fn('int fcntl(int fd, int cmd, int arg)');
+  check(f(fd, F_ADD_SEALS, seals) as number, 'fcntl', undefined, `F_ADD_SEALS fd ${fd}`);
+}
+
+/** The seals of a file (fcntl F_GET_SEALS); EINVAL for files that cannot be sealed. */
+export function getSeals(fd: number): number {
+  const f = fn('int fcntl(int fd, int cmd, int arg)');
+  return check(f(fd, F_GET_SEALS, 0) as number, 'fcntl', undefined, `F_GET_SEALS fd ${fd}`);
+}
