@@ -192,6 +192,9 @@ for (const suite of SUITES) {
       // OCI hook args are argv (argv[0] = the file name, as Kata): the script sees "poststart".
       expect(fs.readFileSync(agent.inAgent('/run/gk-hook-ran'), 'utf8')).toBe('poststart\n');
       await remove('c-echo');
+      // The runtime ran from the agent's sealed in-memory copy of its binary.
+      const sealed = agent.logLines().find((l) => l.msg === 'runtime runs from a sealed in-memory copy');
+      expect(sealed).toMatchObject({ runtime, exec: expect.stringMatching(/^\/proc\/1\/fd\/\d+$/) });
     });
 
     it('a sleep container: the sandbox host name, ExecProcess exit 3, exec ids, ListProcesses, SignalProcess SIGKILL (all) -> 137', async () => {
@@ -362,6 +365,8 @@ for (const suite of SUITES) {
       expect(fs.existsSync(agent.inAgent(`/run/${runtime}/c-gone`))).toBe(false);
       expect(agent.mountInfo()).not.toContain('c-gone');
       for (const ctrl of V1_CONTROLLERS) expect(fs.existsSync(hostCgroup(ctrl, cg('c-gone'))), ctrl).toBe(false);
+      // Each runtime call's log, stdout and stderr files went with the call.
+      expect(fs.readdirSync(agent.inAgent('/run/kata-containers/.oci-log'))).toEqual([]);
       expect((await rejection(c.call('WaitProcess', { container_id: 'c-gone', exec_id: '' }))).code).toBe(Code.NOT_FOUND);
       expect((await rejection(remove('c-gone'))).code).toBe(Code.NOT_FOUND);
     });

@@ -69,6 +69,10 @@ class FakeSpawner implements RuntimeSpawner {
         });
       }),
     };
+    // Output files the child would open (the runtime adapter's stdout/stderr files).
+    for (const [slot, text] of [[opts.stdout, b.stdout], [opts.stderr, b.stderr]] as const) {
+      if (typeof slot === 'object' && text !== undefined) fs.writeFileSync(slot.open, text);
+    }
     if (opts.stdout === 'pipe') {
       const s = new PassThrough();
       s.end(b.stdout ?? '');
@@ -201,8 +205,17 @@ describe('CliRuntime command lines', () => {
       ['ps', '--format', 'json', 'c1'],
       ['resume', 'c1'],
     ]);
-    // Commands other than create/exec capture their output.
-    for (const o of fake.calls) expect([o.stdin, o.stdout, o.stderr]).toEqual(['null', 'pipe', 'pipe']);
+    // Commands other than create/exec write stderr (and, for ps and state, stdout) to
+    // per-call files in the log directory, removed after the call.
+    const logDir = path.join(tmp, 'log');
+    const file = (suffix: string) => ({ open: expect.stringMatching(new RegExp(`^${logDir}/crun-[a-z]+-\\d+-\\d+\\.${suffix}$`)), flags: expect.any(Number), mode: 0o600 });
+    for (const o of fake.calls) {
+      expect([o.stdin, o.stdout, o.stderr]).toEqual(['null', sub(o)[0] === 'ps' ? file('out') : 'null', file('err')]);
+      const flags = (o.stderr as { flags: number }).flags;
+      expect(flags & fs.constants.O_NOFOLLOW).toBe(fs.constants.O_NOFOLLOW);
+      expect(flags & fs.constants.O_CREAT).toBe(fs.constants.O_CREAT);
+    }
+    expect(fs.readdirSync(logDir)).toEqual([]);
   });
 
   it('refuses bad signals and ids that could be options or paths, without running anything', async () => {

@@ -29,7 +29,7 @@ export const DEFAULT_ENV: readonly string[] = [`PATH=${DEFAULT_PATH}`];
  * or a path the child opens itself (after setsid, so opening a tty without O_NOCTTY makes it the
  * child's controlling terminal: glibc applies POSIX_SPAWN_SETSID before the file actions).
  */
-export type StdioSpec = number | 'null' | 'pipe' | { open: string; flags: number };
+export type StdioSpec = number | 'null' | 'pipe' | { open: string; flags: number; mode?: number };
 
 export interface SpawnOptions {
   /** Program: absolute/relative path, or a bare name looked up in the child's PATH. */
@@ -112,7 +112,7 @@ export function resolveInPath(file: string, pathEnv: string): string {
 /** What child fd `to` gets: a parent fd, or `path` opened in the child with `flags`. */
 export interface FdMapping {
   to: number;
-  from: number | { path: string; flags: number };
+  from: number | { path: string; flags: number; mode?: number };
 }
 
 /**
@@ -156,7 +156,7 @@ export function planFdActions(mappings: readonly FdMapping[], closeOthers = true
   }
   for (const m of mappings) {
     if (typeof m.from === 'number') continue;
-    actions.push({ op: 'open', fd: m.to, path: m.from.path, flags: m.from.flags });
+    actions.push({ op: 'open', fd: m.to, path: m.from.path, flags: m.from.flags, ...(m.from.mode !== undefined ? { mode: m.from.mode } : {}) });
   }
   const topTarget = Math.max(-1, ...targets);
   if (closeOthers) {
@@ -204,7 +204,7 @@ export class Spawner {
     try {
       for (const [name, fd, spec, nullFlags] of slots) {
         if (spec === 'null') mappings.push({ to: fd, from: { path: '/dev/null', flags: nullFlags } });
-        else if (typeof spec === 'object') mappings.push({ to: fd, from: { path: spec.open, flags: spec.flags } });
+        else if (typeof spec === 'object') mappings.push({ to: fd, from: { path: spec.open, flags: spec.flags, ...(spec.mode !== undefined ? { mode: spec.mode } : {}) } });
         else if (spec === 'pipe') {
           const [r, w] = this.deps.pipe2(O_CLOEXEC);
           const [mine, theirs] = fd === 0 ? [w, r] : [r, w];
