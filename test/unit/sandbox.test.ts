@@ -201,7 +201,11 @@ describe('CreateContainer', () => {
     const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'run/c1/config.json'), 'utf8')) as OciSpec;
     expect(cfg.root!.path).toBe(path.join(dir, 'run/shared/containers/c1/rootfs'));
     expect(cfg.linux!.cgroupsPath).toBe('/kata/default/c1');
+    // The OOM watch is set up just after the reply, and StartContainer waits for it.
+    expect(cgLog).toEqual([]);
+    await sb.startContainer('c1');
     expect(cgLog).toEqual(['cg watchOom /kata/default/c1']);
+    expect(rt.calls).toEqual(['create c1 noPivot=false', 'start c1']);
     expect((await sb.readStream('c1', '', 'stdout', 100)).toString()).toBe('hello\n');
     // the first container's pid namespace becomes the sandbox's
     expect(sb.sharedNamespaces.pid).toBe(path.join(dir, 'proc/1000/ns/pid'));

@@ -74,6 +74,8 @@ export class Container {
   /** Serialises the operations that change the container (start, exec, pause, resume, update, remove). */
   readonly lock = new Mutex();
   oomWatcher?: OomWatcher;
+  /** Resolves once the OOM watch is in place (set up just after CreateContainer replied). */
+  oomReady?: Promise<void>;
   /** Names the per-exec files in the bundle (exec ids may be too long for a file name). */
   execSeq = 0;
   /** Set once RemoveContainer (or DestroySandbox) has removed it. */

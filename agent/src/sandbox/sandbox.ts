@@ -575,7 +575,17 @@ export class Sandbox {
       c.status = 'stopped';
       log.info({ pid, code: s.code, signal: s.signal }, 'container init exited');
     });
-    if (cid !== this.id) this.watchOom(c, log);
+    if (cid !== this.id) {
+      // Set up once the reply is on its way (the watch costs ~0.3 ms); StartContainer waits
+      // for it, and before StartContainer the init is blocked in the runtime: it cannot
+      // allocate, let alone be OOM-killed.
+      c.oomReady = new Promise<void>((resolve) =>
+        setImmediate(() => {
+          if (!c.removed) this.watchOom(c, log);
+          resolve();
+        }),
+      );
+    }
     this.containers.set(cid, c);
     // Kata: without a pause container the first container's pid namespace is the sandbox's.
     if (!this.sharedNamespaces.pid && this.containers.size === 1) {
@@ -671,6 +681,7 @@ export class Sandbox {
     const c = this.container(cid);
     await c.lock.run(async () => {
       this.container(cid);
+      await c.oomReady;
       await this.opts.runtime.start(cid);
       if (c.init.running) c.status = 'running';
       this.log.info({ container: cid }, 'container started');
