@@ -1,8 +1,10 @@
 // Container lifecycle benchmarks (issue 3). One run measures, against the real agent
 // (dist/kata-agent.mjs) driving crun, next to crun driven directly:
-//  1. create+start+wait+remove of `true`: CreateContainer + StartContainer + WaitProcess +
-//     RemoveContainer over ttrpc, vs `crun run` of the same bundle (the config.json the
-//     agent itself wrote for its container, with its own rootfs and cgroup path);
+//  1. create+start+wait of `true`: CreateContainer + StartContainer + WaitProcess over ttrpc
+//     (the issue's measure; RemoveContainer follows, timed on its own), vs `crun run` of the
+//     same bundle (the config.json the agent itself wrote for its container, with its own
+//     rootfs and cgroup path). `crun run` also deletes the container: the full agent cycle
+//     with RemoveContainer is reported next to it as well;
 //  2. exec `true` in a running `sleep` container: ExecProcess + WaitProcess over ttrpc, vs
 //     `crun exec --process` of the same container;
 //  3. stdout throughput: ReadStdout (len 1 MiB per call) of a container running busybox
@@ -12,21 +14,29 @@
 // Set-up (test/helpers/containers-agent.ts, as the container tests): an outer `unshare -m` unmounts the
 // host's hybrid /sys/fs/cgroup, then the agent runs as PID 1 of `unshare -pfmu
 // --mount-proc` with systemd.unified_cgroup_hierarchy=0 on its command line, so its init
-// mounts cgroup v1 (which crun accepts). The crun baseline runs through
-// `nsenter -t <agentPid> -m -p crun ...`: the agent's mount namespace (its cgroup mounts,
-// its /run) and PID namespace, i.e. where the agent's own crun invocations run.
+// mounts cgroup v1 (which crun accepts). The crun baselines are spawned and timed by a
+// helper process (this file with --baseline-helper) that `nsenter -t <agentPid> -m -p`
+// put once into the agent's mount namespace (its cgroup mounts, its /run) and PID
+// namespace, i.e. where the agent's own crun invocations run. The helper spawns crun with
+// the agent's own Spawner and Reaper (posix_spawn, PATH-only environment, /dev/null
+// stdio), so both sides pay the same process-start costs; it runs the stock binary from
+// its path, as a user would (the agent runs a sealed in-memory copy, sealed-binary.ts).
 // Agent and baseline alternate every iteration (the first of the pair changing each time);
 // medians over N iterations are reported.
 //
 // Results: bench/results/containers.json (+ a table on stdout for docs/benchmarks.md).
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
 import { startContainersAgent, type ContainersAgent } from '../test/helpers/containers-agent';
 import { Code, RpcError } from '../agent/src/rpc/status';
 import { ociSpecToGrpc, type GrpcProcess, type OciSpec } from '../agent/src/runtime/spec';
 import { makeBusyboxRootfs, minimalOciConfig, minimalProcess } from '../test/helpers/busybox-rootfs';
+import { Reaper } from '../agent/src/proc/reaper';
+import { DEFAULT_ENV, Spawner } from '../agent/src/proc/spawner';
 
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
@@ -69,18 +79,6 @@ async function startAgent(): Promise<ContainersAgent> {
   });
 }
 
-/** Run a command to completion, draining its stdout/stderr; rejects on a non-zero exit. */
-function run(file: string, args: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const c = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv });
-    let err = '';
-    c.stdout!.resume();
-    c.stderr!.on('data', (d: Buffer) => void (err += d.toString()));
-    c.once('error', reject);
-    c.once('close', (code) => (code === 0 ? resolve() : reject(new Error(`${file} ${args.join(' ')} exited ${code}: ${err}`))));
-  });
-}
-
 /** Read the whole stdout of `file args` from a pipe; resolves with the byte count. */
 function readPipe(file: string, args: string[]): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -103,8 +101,64 @@ function removeCgroupTree(dir: string): void {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The baseline helper: one JSON request per stdin line ({"args": [...]}, crun's arguments),
+// one JSON reply per stdout line ({"ms", "code", "err"}): crun spawned and reaped as the
+// agent does it, timed from just before posix_spawn to the reaped exit.
+
+async function baselineHelper(): Promise<void> {
+  const reaper = new Reaper();
+  reaper.start();
+  const spawner = new Spawner(reaper);
+  const errFile = `/run/gk-bench-helper-${process.pid}.err`;
+  const rl = readline.createInterface({ input: process.stdin });
+  for await (const line of rl) {
+    const { args } = JSON.parse(line) as { args: string[] };
+    const t0 = process.hrtime.bigint();
+    const p = spawner.spawn({
+      file: 'crun',
+      args: ['crun', ...args],
+      env: [...DEFAULT_ENV],
+      stdin: 'null',
+      stdout: 'null',
+      stderr: { open: errFile, flags: fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC, mode: 0o600 },
+    });
+    const st = await p.exited;
+    const t = ms(t0);
+    const err = st.code === 0 ? '' : fs.readFileSync(errFile, 'utf8');
+    process.stdout.write(`${JSON.stringify({ ms: t, code: st.code, err })}\n`);
+  }
+  fs.rmSync(errFile, { force: true });
+  reaper.stop();
+}
+
+/** Start the helper in the agent's namespaces; returns a function that runs crun there and resolves with its time. */
+function startHelper(agentPid: number): { crun: (args: string[]) => Promise<number>; stop: () => void } {
+  const self = fileURLToPath(import.meta.url);
+  const child: ChildProcess = spawn('nsenter', ['-t', String(agentPid), '-m', '-p', process.execPath, self, '--baseline-helper'], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+    env: childEnv,
+  });
+  const lines = readline.createInterface({ input: child.stdout! });
+  const waiting: Array<(l: string) => void> = [];
+  lines.on('line', (l) => waiting.shift()?.(l));
+  return {
+    crun: (args) =>
+      new Promise<number>((resolve, reject) => {
+        waiting.push((l) => {
+          const r = JSON.parse(l) as { ms: number; code: number; err: string };
+          if (r.code !== 0) reject(new Error(`crun ${args.join(' ')} exited ${r.code}: ${r.err}`));
+          else resolve(r.ms);
+        });
+        child.stdin!.write(`${JSON.stringify({ args })}\n`);
+      }),
+    stop: () => {
+      child.stdin!.end();
+    },
+  };
+}
 
 async function main(): Promise<void> {
+  if (argv.includes('--baseline-helper')) return baselineHelper();
   if (!fs.existsSync(agentBin)) throw new Error(`${agentBin} is missing: run npm run build`);
   if (process.getuid?.() !== 0) throw new Error('the containers benchmark needs root (namespaces, cgroups, crun)');
   const cpus = os.cpus();
@@ -133,8 +187,8 @@ async function main(): Promise<void> {
       setup:
         'agent = PID 1 of unshare -pfmu --mount-proc inside an outer unshare -m that unmounted the host /sys/fs/cgroup; kernel command line systemd.unified_cgroup_hierarchy=0 (agent-mounted cgroup v1); log level info; one sandbox (CreateSandbox)',
       client: 'AgentClient over ttrpc on a unix socket, one call in flight',
-      baseline: `nsenter -t <agentPid> -m -p crun ... (the agent's mount and PID namespaces, its cgroup mounts), spawned with node child_process, stdout/stderr piped and drained`,
-      lifecycle_agent: 'CreateContainer + StartContainer + WaitProcess + RemoveContainer of `true` (rootfs prepared before the timer)',
+      baseline: `crun ... (the stock binary from its path) spawned and timed by a helper process in the agent's mount and PID namespaces (nsenter once), with the agent's Spawner and Reaper: posix_spawn, PATH-only environment, stdin/stdout /dev/null, stderr to a file`,
+      lifecycle_agent: 'CreateContainer + StartContainer + WaitProcess of `true` (rootfs prepared before the timer); RemoveContainer timed separately right after',
       lifecycle_baseline: `crun --root ${CRUN_ROOT} run -b BUNDLE ID; BUNDLE/config.json = the config.json the agent wrote for its warm-up container, root.path and cgroupsPath changed`,
       exec_agent: 'ExecProcess + WaitProcess of `true` in a running `sleep 100000` container',
       exec_baseline: `crun --root ${AGENT_CRUN_ROOT} exec --process process.json <same container> (process.json from minimalProcess(['true']))`,
@@ -146,6 +200,7 @@ async function main(): Promise<void> {
   };
 
   let agent: ContainersAgent | undefined;
+  let helper: ReturnType<typeof startHelper> | undefined;
   try {
     agent = await startAgent();
     const a = agent;
@@ -159,12 +214,14 @@ async function main(): Promise<void> {
       ociSpecToGrpc({ ociVersion: '1.0.2', process: minimalProcess(args) } as unknown as OciSpec).Process!;
     const makeRootfs = (cid: string): void => void makeBusyboxRootfs(a.inAgent(`/run/kata-containers/shared/containers/${cid}/rootfs`));
     const dropRootfs = (cid: string): void => fs.rmSync(a.inAgent(`/run/kata-containers/shared/containers/${cid}`), { recursive: true, force: true });
-    const nsCrun = (args: string[]): Promise<void> => run('nsenter', ['-t', String(a.agentPid), '-m', '-p', 'crun', ...args]);
+    helper = startHelper(a.agentPid);
+    const nsCrun = helper.crun;
     const isEof = (e: unknown): boolean => e instanceof RpcError && e.code === Code.INTERNAL && /eof/i.test(e.message);
 
     // --- 1. lifecycle ------------------------------------------------------------------------
     let seq = 0;
     let baselineConfig: Record<string, any> | undefined;
+    const removeMs: number[] = []; // RemoveContainer of each timed agent lifecycle
     const agentLifecycle = async (): Promise<number> => {
       const cid = `ag-${seq++}`;
       makeRootfs(cid);
@@ -173,8 +230,10 @@ async function main(): Promise<void> {
       if (!baselineConfig) baselineConfig = JSON.parse(fs.readFileSync(a.inAgent(`/run/kata-containers/${cid}/config.json`), 'utf8'));
       await c.call('StartContainer', { container_id: cid });
       const w = await c.call('WaitProcess', { container_id: cid, exec_id: '' });
-      await c.call('RemoveContainer', { container_id: cid, timeout: 10 });
       const t = ms(t0);
+      const t1 = process.hrtime.bigint();
+      await c.call('RemoveContainer', { container_id: cid, timeout: 10 });
+      removeMs.push(ms(t1));
       if (w.status !== 0) throw new Error(`agent container ${cid}: status ${w.status}`);
       dropRootfs(cid);
       return t;
@@ -187,9 +246,7 @@ async function main(): Promise<void> {
       cfg.linux.cgroupsPath = `kata/${SID}/${id}`;
       fs.mkdirSync(a.inAgent(bundle), { recursive: true });
       fs.writeFileSync(a.inAgent(`${bundle}/config.json`), JSON.stringify(cfg));
-      const t0 = process.hrtime.bigint();
-      await nsCrun(['--root', CRUN_ROOT, 'run', '-b', bundle, id]);
-      const t = ms(t0);
+      const t = await nsCrun(['--root', CRUN_ROOT, 'run', '-b', bundle, id]);
       fs.rmSync(a.inAgent(bundle), { recursive: true, force: true });
       return t;
     };
@@ -234,19 +291,11 @@ async function main(): Promise<void> {
       if (w.status !== 0) throw new Error(`exec ${execId}: status ${w.status}`);
       return t;
     };
-    const crunExec = async (): Promise<number> => {
-      const t0 = process.hrtime.bigint();
-      await nsCrun(['--root', AGENT_CRUN_ROOT, 'exec', '--process', `${BENCH_DIR}/process.json`, EXEC_CID]);
-      return ms(t0);
-    };
+    const crunExec = (): Promise<number> => nsCrun(['--root', AGENT_CRUN_ROOT, 'exec', '--process', `${BENCH_DIR}/process.json`, EXEC_CID]);
     const [exA, exB] = await pairs('exec `true`', N, agentExec, crunExec);
     // The cost of one runtime invocation on its own (for "where the time goes"): `crun state`.
     const stateMs: number[] = [];
-    for (let i = 0; i < N; i++) {
-      const t0 = process.hrtime.bigint();
-      await nsCrun(['--root', AGENT_CRUN_ROOT, 'state', EXEC_CID]);
-      stateMs.push(ms(t0));
-    }
+    for (let i = 0; i < N; i++) stateMs.push(await nsCrun(['--root', AGENT_CRUN_ROOT, 'state', EXEC_CID]));
     log(`  one \`crun state\` invocation: median ${r1(median(stateMs))} ms`);
     await c.call('RemoveContainer', { container_id: EXEC_CID, timeout: 10 });
     dropRootfs(EXEC_CID);
@@ -304,12 +353,17 @@ async function main(): Promise<void> {
     results.machine.loadavg_at_end = os.loadavg().map(r2);
 
     const summary = (xs: number[]): Record<string, number> => ({ median: r2(median(xs)), min: r2(Math.min(...xs)), max: r2(Math.max(...xs)), n: xs.length });
+    const timedRemoves = removeMs.slice(removeMs.length - lcA.length);
+    const fullA = lcA.map((x, i) => x + timedRemoves[i]!);
     results.lifecycle_ms = {
       agent: summary(lcA),
       crun_run: summary(lcB),
       ratio: r2(median(lcA) / median(lcB)),
       agent_overhead_ms: r1(median(lcA) - median(lcB)),
-      samples: { agent: lcA.map(r2), crun_run: lcB.map(r2) },
+      remove_container: summary(timedRemoves),
+      agent_with_remove: summary(fullA),
+      ratio_with_remove: r2(median(fullA) / median(lcB)),
+      samples: { agent: lcA.map(r2), crun_run: lcB.map(r2), remove_container: timedRemoves.map(r2) },
     };
     results.exec_ms = {
       agent: summary(exA),
@@ -342,12 +396,14 @@ async function main(): Promise<void> {
     console.log(`
 | measure | value | reference | ratio | goal | met? |
 | --- | --- | --- | --- | --- | --- |
-| create+start+wait+remove \`true\` (median of ${N}) | ${r1(L.agent.median)} ms | \`crun run\` ${r1(L.crun_run.median)} ms | ${L.ratio} (agent overhead ${L.agent_overhead_ms} ms) | <= 1.3x | ${yes(g.lifecycle_le_1_3x_crun_run)} |
+| create+start+wait \`true\` (median of ${N}) | ${r1(L.agent.median)} ms | \`crun run\` ${r1(L.crun_run.median)} ms | ${L.ratio} (agent overhead ${L.agent_overhead_ms} ms) | <= 1.3x | ${yes(g.lifecycle_le_1_3x_crun_run)} |
+| the same + RemoveContainer (RemoveContainer alone: median ${r1(L.remove_container.median)} ms) | ${r1(L.agent_with_remove.median)} ms | \`crun run\` ${r1(L.crun_run.median)} ms | ${L.ratio_with_remove} | | |
 | exec \`true\` in a running container (median of ${N}) | ${r1(E.agent.median)} ms | \`crun exec\` ${r1(E.crun_exec.median)} ms | ${E.ratio} (agent overhead ${E.agent_overhead_ms} ms) | <= 1.3x | ${yes(g.exec_le_1_3x_crun_exec)} |
-| one runtime invocation (\`nsenter ... crun state\`, median of ${N}) | ${r1(E.one_crun_invocation_ms.median)} ms | | | | |
+| one runtime invocation (\`crun state\`, median of ${N}) | ${r1(E.one_crun_invocation_ms.median)} ms | | | | |
 | stdout throughput, ReadStdout 1 MiB calls (median of ${N_TP}) | ${r1(T.agent_read_stdout.median)} MiB/s | pipe read directly ${r1(T.pipe_direct.median)} MiB/s; producer alone to /dev/null ${r1(T.producer_to_dev_null.median)} MiB/s | ${T.ratio} | >= 300 MiB/s | ${yes(g.stdout_ge_300_mib_s)} |
 `);
   } finally {
+    helper?.stop();
     if (agent) {
       fs.rmSync(agent.inAgent(BENCH_DIR), { recursive: true, force: true });
       await agent.stop();
