@@ -64,3 +64,29 @@ describe('proto method table', () => {
     expect(methodInfo('grpc.Nope', 'Check')).toBeUndefined();
   });
 });
+
+describe('encodeResponseChunks', () => {
+  it('ReadStreamResponse (one bytes field): a tag-and-length prefix and the data itself, equal to encodeResponse', () => {
+    const info = methodInfo('grpc.AgentService', 'ReadStdout')!;
+    for (const n of [1, 127, 128, 70_000, 1 << 20]) {
+      const data = Buffer.alloc(n, 0x61);
+      const parts = info.encodeResponseChunks({ data });
+      expect(parts).toHaveLength(2);
+      expect(parts[1]).toBe(data);
+      expect(Buffer.concat(parts).equals(Buffer.from(info.encodeResponse({ data })))).toBe(true);
+      expect(Buffer.from(info.decodeResponse(Buffer.concat(parts)).data).equals(data)).toBe(true);
+    }
+    // proto3: empty bytes are not encoded at all
+    expect(info.encodeResponseChunks({ data: Buffer.alloc(0) })).toEqual([]);
+    expect(Buffer.from(info.encodeResponse({ data: Buffer.alloc(0) })).length).toBe(0);
+  });
+
+  it('any other response type: one buffer, encodeResponse', () => {
+    const info = methodInfo('grpc.AgentService', 'WaitProcess')!;
+    const parts = info.encodeResponseChunks({ status: 137 });
+    expect(parts).toHaveLength(1);
+    expect(Buffer.from(parts[0]!).equals(Buffer.from(info.encodeResponse({ status: 137 })))).toBe(true);
+    const check = methodInfo('grpc.Health', 'Check')!;
+    expect(Buffer.concat(check.encodeResponseChunks({ status: 1 })).equals(Buffer.from(check.encodeResponse({ status: 1 })))).toBe(true);
+  });
+});

@@ -66,7 +66,7 @@ export async function call(
   return {
     code: r.status.code,
     message: r.status.message,
-    res: r.payload ? info.decodeResponse(r.payload) : undefined,
+    res: r.payload ? info.decodeResponse(Buffer.concat(r.payload)) : undefined,
   };
 }
 

@@ -9,6 +9,7 @@ import {
   encodeFrame,
   encodeRequest,
   encodeResponse,
+  encodeResponseFrame,
   readHeader,
   type DecodedEvent,
   type Frame,
@@ -245,5 +246,59 @@ describe('Request / Response envelopes', () => {
   it('throws on malformed protobuf', () => {
     expect(() => decodeRequest(Buffer.from([0x0a, 10, 1]))).toThrow();
     expect(() => decodeResponse(Buffer.from([0xff, 0xff, 0xff]))).toThrow();
+  });
+});
+
+describe('encodeResponseFrame (a response frame in pieces, payload not copied)', () => {
+  const joined = (parts: Uint8Array[]): Buffer => Buffer.concat(parts);
+  const bytes = (n: number): Buffer => Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + 3) & 0xff));
+
+  it('is byte for byte encodeFrame(encodeResponse(OK, payload)) across varint length boundaries and chunkings', () => {
+    for (const n of [1, 2, 127, 128, 300, 16383, 16384, 65536, 2_097_151, 2_097_152, MAX_MESSAGE_LENGTH - 8]) {
+      const p = bytes(n);
+      const expected = encodeFrame(7, MessageType.RESPONSE, 0, encodeResponse({ code: 0, message: '' }, p));
+      for (const chunks of [[p], [p.subarray(0, 1), p.subarray(1)], [p.subarray(0, n >> 1), Buffer.alloc(0), p.subarray(n >> 1)]]) {
+        const parts = encodeResponseFrame(7, { code: 0, message: '' }, chunks);
+        expect(joined(parts).equals(expected), `n=${n}`).toBe(true);
+        // The payload buffers themselves are handed over, not copies.
+        expect(parts).toHaveLength(chunks.length + 1);
+        chunks.forEach((c, i) => expect(parts[i + 1]).toBe(c));
+      }
+    }
+  });
+
+  it('an empty payload, an error status and a non-OK status with a payload use the plain encoder', () => {
+    const cases: Array<[{ code: number; message: string }, Uint8Array[]]> = [
+      [{ code: 0, message: '' }, []],
+      [{ code: 0, message: '' }, [Buffer.alloc(0)]],
+      [{ code: 5, message: 'container c1 not found' }, []],
+      [{ code: 13, message: 'partial' }, [bytes(10), bytes(20)]],
+    ];
+    for (const [st, chunks] of cases) {
+      const all = Buffer.concat(chunks);
+      const expected = encodeFrame(3, MessageType.RESPONSE, 0, encodeResponse(st, all.length > 0 ? all : undefined));
+      const parts = encodeResponseFrame(3, st, chunks);
+      expect(parts).toHaveLength(1);
+      expect(joined(parts).equals(expected)).toBe(true);
+    }
+  });
+
+  it('refuses a message beyond MAX_MESSAGE_LENGTH (RangeError), counting the Response fields', () => {
+    const limit = MAX_MESSAGE_LENGTH - 2 - 1 - 4; // status (2), payload tag (1), 4-byte length
+    expect(() => encodeResponseFrame(1, { code: 0, message: '' }, [Buffer.alloc(limit)])).not.toThrow();
+    expect(() => encodeResponseFrame(1, { code: 0, message: '' }, [Buffer.alloc(limit), Buffer.alloc(1)])).toThrow(RangeError);
+  });
+
+  it('decodes back through FrameDecoder and decodeResponse', () => {
+    const p = bytes(100_000);
+    const d = new FrameDecoder();
+    const events = encodeResponseFrame(9, { code: 0, message: '' }, [p.subarray(0, 5), p.subarray(5)]).flatMap((b) => d.push(Buffer.from(b)));
+    expect(events).toHaveLength(1);
+    const f = events[0] as Frame;
+    expect(f.streamId).toBe(9);
+    expect(f.type).toBe(MessageType.RESPONSE);
+    const r = decodeResponse(f.payload);
+    expect(r.status.code).toBe(0);
+    expect(Buffer.from(r.payload).equals(p)).toBe(true);
   });
 });

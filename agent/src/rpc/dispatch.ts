@@ -24,7 +24,8 @@ export interface Status {
 
 export interface BytesResult {
   status: Status;
-  payload?: Uint8Array;
+  /** The encoded response as buffers to send in order (MethodInfo.encodeResponseChunks). */
+  payload?: Uint8Array[];
 }
 
 /** Which issue brings an RPC that is not served yet, for the UNIMPLEMENTED message. */
@@ -74,7 +75,7 @@ export class Dispatcher {
     }
     try {
       const res = await this.callObject(info, req, ctx);
-      return { status: { code: Code.OK, message: '' }, payload: info.encodeResponse(res) };
+      return { status: { code: Code.OK, message: '' }, payload: info.encodeResponseChunks(res) };
     } catch (err) {
       return { status: toStatus(err) };
     }

@@ -28,6 +28,12 @@ export interface MethodInfo {
   encodeRequest(obj: Record<string, any>): Uint8Array;
   decodeResponse(buf: Uint8Array): Record<string, any>;
   encodeResponse(obj: Record<string, any>): Uint8Array;
+  /**
+   * The response as buffers to send in order (their concatenation is encodeResponse(obj)).
+   * A response type with a single `bytes` field (ReadStreamResponse) is not copied: a
+   * tag-and-length prefix, then the bytes themselves.
+   */
+  encodeResponseChunks(obj: Record<string, any>): Uint8Array[];
 }
 
 let root: protobuf.Root | undefined;
@@ -133,6 +139,33 @@ class Method implements MethodInfo {
   readonly encodeRequest = (obj: Record<string, any>): Uint8Array => encode(this.requestType, obj);
   readonly decodeResponse = (buf: Uint8Array): Record<string, any> => decode(this.responseType, buf);
   readonly encodeResponse = (obj: Record<string, any>): Uint8Array => encode(this.responseType, obj);
+
+  /** The single bytes field of the response type (name and wire tag), or null. */
+  private bytesOnly?: { name: string; tag: number } | null;
+
+  readonly encodeResponseChunks = (obj: Record<string, any>): Uint8Array[] => {
+    if (this.bytesOnly === undefined) {
+      const fields = this.responseType.fieldsArray;
+      const f = fields.length === 1 ? fields[0]! : undefined;
+      this.bytesOnly = f && f.type === 'bytes' && !f.repeated && !f.map && f.id < 16 ? { name: f.name, tag: (f.id << 3) | 2 } : null;
+    }
+    const b = this.bytesOnly;
+    const data = b ? (obj[b.name] as unknown) : undefined;
+    if (!b || !(data instanceof Uint8Array) || Object.keys(obj).some((k) => k !== b.name && obj[k] !== undefined)) {
+      return [this.encodeResponse(obj)];
+    }
+    if (data.length === 0) return []; // proto3: a default value is not encoded
+    const prefix = Buffer.allocUnsafe(6);
+    let pos = 0;
+    prefix[pos++] = b.tag;
+    let v = data.length;
+    while (v > 0x7f) {
+      prefix[pos++] = (v & 0x7f) | 0x80;
+      v >>>= 7;
+    }
+    prefix[pos++] = v;
+    return [prefix.subarray(0, pos), data];
+  };
 }
 
 /** All RPC methods of the services we serve, keyed "grpc.AgentService/Method". */

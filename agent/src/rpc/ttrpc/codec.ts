@@ -242,6 +242,46 @@ export function encodeRequest(req: Partial<TtrpcRequest> & { service: string; me
   return reqType().encode(m).finish();
 }
 
+/** Append `v` (0 <= v < 2^32) as a protobuf varint at out[pos]; returns the new position. */
+function putVarint(out: Buffer, pos: number, v: number): number {
+  while (v > 0x7f) {
+    out[pos++] = (v & 0x7f) | 0x80;
+    v >>>= 7;
+  }
+  out[pos++] = v;
+  return pos;
+}
+
+/**
+ * A whole RESPONSE frame whose message is a ttrpc.Response, as a list of buffers to write
+ * in order. For an OK status the payload's chunks are not copied: the frame header, the
+ * Response's fields and the payload's length prefix go into one small buffer, the chunks
+ * follow as they are (the bytes are those of encodeFrame(.., encodeResponse(OK, payload))).
+ * Throws RangeError beyond MAX_MESSAGE_LENGTH.
+ */
+export function encodeResponseFrame(streamId: number, status: RpcStatus, payload: readonly Uint8Array[] = []): Uint8Array[] {
+  let n = 0;
+  for (const c of payload) n += c.length;
+  if (status.code !== 0 || status.message || n === 0) {
+    let joined: Uint8Array | undefined;
+    if (n > 0) joined = payload.length === 1 ? payload[0] : Buffer.concat(payload, n);
+    return [encodeFrame(streamId, MessageType.RESPONSE, 0, encodeResponse(status, joined))];
+  }
+  // Response{status = {} (field 1: 0x0a 0x00), payload = field 2 (0x12, varint length, bytes)}
+  const head = Buffer.allocUnsafe(HEADER_LENGTH + 2 + 1 + 5);
+  let pos = HEADER_LENGTH;
+  head[pos++] = 0x0a;
+  head[pos++] = 0x00;
+  head[pos++] = 0x12;
+  pos = putVarint(head, pos, n);
+  const length = pos - HEADER_LENGTH + n;
+  if (length > MAX_MESSAGE_LENGTH) {
+    throw new RangeError(`message length ${length} exceed maximum message size of ${MAX_MESSAGE_LENGTH}`);
+  }
+  writeHeader(head, { length, streamId, type: MessageType.RESPONSE, flags: 0 });
+  return [head.subarray(0, pos), ...payload];
+}
+
 /** Encode a ttrpc.Response. Default-valued fields are left out, as ttrpc-go does; the status is always present. */
 export function encodeResponse(status: RpcStatus, payload?: Uint8Array): Uint8Array {
   const st: Record<string, unknown> = {};

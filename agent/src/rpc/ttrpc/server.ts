@@ -21,8 +21,7 @@ import {
   MAX_MESSAGE_LENGTH,
   MessageType,
   decodeRequest,
-  encodeFrame,
-  encodeResponse,
+  encodeResponseFrame,
   type DecodedEvent,
   type RpcStatus,
 } from './codec';
@@ -104,10 +103,15 @@ export function serveTtrpc(
 
   const writable = (): boolean => !closed && !sock.destroyed && sock.writable && !sock.writableEnded;
 
-  const write = (buf: Buffer): void => {
+  const write = (bufs: readonly Uint8Array[]): void => {
     if (!writable()) return; // client gone: drop silently
     try {
-      if (!sock.write(buf) && !waitingDrain) {
+      // One writev for a frame given in pieces (a response's header, then its payload as is).
+      if (bufs.length > 1) sock.cork();
+      let ok = true;
+      for (const b of bufs) ok = sock.write(b);
+      if (bufs.length > 1) sock.uncork();
+      if (!ok && !waitingDrain) {
         waitingDrain = true;
         sock.once('drain', onDrain);
         updateFlow();
@@ -118,17 +122,21 @@ export function serveTtrpc(
     }
   };
 
-  const sendResponse = (streamId: number, status: RpcStatus, payload?: Uint8Array): void => {
+  const sendResponse = (streamId: number, status: RpcStatus, payload?: Uint8Array[]): void => {
     if (!writable()) return;
-    let body = encodeResponse(status, payload);
-    if (body.length > MAX_MESSAGE_LENGTH) {
-      clog.warn({ stream: streamId, bytes: body.length }, 'ttrpc response too large');
-      body = encodeResponse({
+    let frame: Uint8Array[];
+    try {
+      frame = encodeResponseFrame(streamId, status, payload);
+    } catch (err) {
+      if (!(err instanceof RangeError)) throw err;
+      const bytes = (payload ?? []).reduce((n, c) => n + c.length, 0);
+      clog.warn({ stream: streamId, bytes }, 'ttrpc response too large');
+      frame = encodeResponseFrame(streamId, {
         code: Code.RESOURCE_EXHAUSTED,
-        message: `response message length ${body.length} exceed maximum message size of ${MAX_MESSAGE_LENGTH}`,
+        message: `response message length ${bytes} exceed maximum message size of ${MAX_MESSAGE_LENGTH}`,
       });
     }
-    write(encodeFrame(streamId, MessageType.RESPONSE, 0, body));
+    write(frame);
   };
 
   const maybeFinish = (): void => {
