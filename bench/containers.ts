@@ -36,7 +36,8 @@ import { Code, RpcError } from '../agent/src/rpc/status';
 import { ociSpecToGrpc, type GrpcProcess, type OciSpec } from '../agent/src/runtime/spec';
 import { makeBusyboxRootfs, minimalOciConfig, minimalProcess } from '../test/helpers/busybox-rootfs';
 import { Reaper } from '../agent/src/proc/reaper';
-import { DEFAULT_ENV, Spawner } from '../agent/src/proc/spawner';
+import { DEFAULT_ENV, DEFAULT_PATH, Spawner, resolveInPath } from '../agent/src/proc/spawner';
+import { sealBinary } from '../agent/src/runtime/sealed-binary';
 
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
@@ -110,12 +111,13 @@ async function baselineHelper(): Promise<void> {
   reaper.start();
   const spawner = new Spawner(reaper);
   const errFile = `/run/gk-bench-helper-${process.pid}.err`;
+  const sealed = sealBinary(resolveInPath('crun', DEFAULT_PATH), 'crun');
   const rl = readline.createInterface({ input: process.stdin });
   for await (const line of rl) {
-    const { args } = JSON.parse(line) as { args: string[] };
+    const { args, fromSealedCopy } = JSON.parse(line) as { args: string[]; fromSealedCopy?: boolean };
     const t0 = process.hrtime.bigint();
     const p = spawner.spawn({
-      file: 'crun',
+      file: fromSealedCopy ? sealed.execPath : 'crun',
       args: ['crun', ...args],
       env: [...DEFAULT_ENV],
       stdin: 'null',
@@ -132,7 +134,7 @@ async function baselineHelper(): Promise<void> {
 }
 
 /** Start the helper in the agent's namespaces; returns a function that runs crun there and resolves with its time. */
-function startHelper(agentPid: number): { crun: (args: string[]) => Promise<number>; stop: () => void } {
+function startHelper(agentPid: number): { crun: (args: string[], fromSealedCopy?: boolean) => Promise<number>; stop: () => void } {
   const self = fileURLToPath(import.meta.url);
   const child: ChildProcess = spawn('nsenter', ['-t', String(agentPid), '-m', '-p', process.execPath, self, '--baseline-helper'], {
     stdio: ['pipe', 'pipe', 'inherit'],
@@ -142,14 +144,14 @@ function startHelper(agentPid: number): { crun: (args: string[]) => Promise<numb
   const waiting: Array<(l: string) => void> = [];
   lines.on('line', (l) => waiting.shift()?.(l));
   return {
-    crun: (args) =>
+    crun: (args, fromSealedCopy = false) =>
       new Promise<number>((resolve, reject) => {
         waiting.push((l) => {
           const r = JSON.parse(l) as { ms: number; code: number; err: string };
           if (r.code !== 0) reject(new Error(`crun ${args.join(' ')} exited ${r.code}: ${r.err}`));
           else resolve(r.ms);
         });
-        child.stdin!.write(`${JSON.stringify({ args })}\n`);
+        child.stdin!.write(`${JSON.stringify({ args, fromSealedCopy })}\n`);
       }),
     stop: () => {
       child.stdin!.end();
@@ -231,7 +233,8 @@ async function main(): Promise<void> {
       throughput_agent: `StartContainer -> ReadStdout (len ${READ_LEN}) until EOF of a container running busybox dd if=/dev/zero bs=1M count=${TP_BYTES / 1048576}`,
       throughput_baseline: `spawn busybox dd if=/dev/zero bs=1M count=${TP_BYTES / 1048576}, read its stdout pipe in this node process until close`,
       iterations: { lifecycle: N, exec: N, throughput: N_TP, warmup_each: WARM },
-      order: 'agent and baseline alternate every iteration, the first of the pair changing each time; medians reported',
+      lifecycle_runtime_share: 'crun create + crun start of the same bundle from a sealed in-memory copy of crun (as the agent runs it), spawned and timed by the helper: what the runtime itself costs in the agent lifecycle',
+      order: 'the measured functions run in turn every iteration (agent, baseline[, runtime share]), the first of each round rotating; medians reported',
     },
   };
 
@@ -274,42 +277,56 @@ async function main(): Promise<void> {
       dropRootfs(cid);
       return t;
     };
-    const crunLifecycle = async (): Promise<number> => {
-      const id = `cr-${seq++}`;
+    /** A bundle for the baseline: the agent's config.json with the shared rootfs and its own cgroup. */
+    const baselineBundle = (id: string): string => {
       const bundle = `${BENCH_DIR}/bundles/${id}`;
       const cfg = structuredClone(baselineConfig!);
       cfg.root = { ...cfg.root, path: `${BENCH_DIR}/rootfs` };
       cfg.linux.cgroupsPath = `kata/${SID}/${id}`;
       fs.mkdirSync(a.inAgent(bundle), { recursive: true });
       fs.writeFileSync(a.inAgent(`${bundle}/config.json`), JSON.stringify(cfg));
+      return bundle;
+    };
+    const crunLifecycle = async (): Promise<number> => {
+      const id = `cr-${seq++}`;
+      const bundle = baselineBundle(id);
       const t = await nsCrun(['--root', CRUN_ROOT, 'run', '-b', bundle, id]);
       fs.rmSync(a.inAgent(bundle), { recursive: true, force: true });
       return t;
     };
-    const pairs = async (name: string, n: number, fa: () => Promise<number>, fb: () => Promise<number>): Promise<[number[], number[]]> => {
+    /** Run the functions in turn n times (after WARM untimed rounds), the first of each round rotating. */
+    const rounds = async (name: string, n: number, fns: Array<() => Promise<number>>): Promise<number[][]> => {
       log(`${name}: ${WARM} warm-up + ${n} timed iterations each`);
-      for (let i = 0; i < WARM; i++) {
-        await fa();
-        await fb();
-      }
-      const A: number[] = [];
-      const B: number[] = [];
+      for (let i = 0; i < WARM; i++) for (const f of fns) await f();
+      const out: number[][] = fns.map(() => []);
       for (let i = 0; i < n; i++) {
-        if (i % 2) {
-          B.push(await fb());
-          A.push(await fa());
-        } else {
-          A.push(await fa());
-          B.push(await fb());
+        for (let k = 0; k < fns.length; k++) {
+          const idx = (i + k) % fns.length;
+          out[idx]!.push(await fns[idx]!());
         }
       }
-      log(`  agent median ${r1(median(A))}, baseline median ${r1(median(B))}`);
-      return [A, B];
+      log(`  medians: ${out.map((xs) => r1(median(xs))).join(', ')}`);
+      return out;
+    };
+    const pairs = async (name: string, n: number, fa: () => Promise<number>, fb: () => Promise<number>): Promise<[number[], number[]]> => {
+      const [A, B] = await rounds(name, n, [fa, fb]);
+      return [A!, B!];
     };
     // The first agent container provides the baseline's config.json.
     await agentLifecycle();
     log(`baseline bundle: the agent's config.json (root ${JSON.stringify(baselineConfig!.root)}, namespaces ${JSON.stringify(baselineConfig!.linux?.namespaces)})`);
-    const [lcA, lcB] = await pairs('create+start+wait+remove `true`', N, agentLifecycle, crunLifecycle);
+    // The runtime's own share of the agent's lifecycle: `crun create` + `crun start` of the same
+    // bundle, run from a sealed copy as the agent runs them, timed in the helper (no agent, no RPC).
+    const runtimeShare = async (): Promise<number> => {
+      const id = `fl-${seq++}`;
+      const bundle = baselineBundle(id);
+      const created = await nsCrun(['--root', CRUN_ROOT, 'create', '-b', bundle, id], true);
+      const started = await nsCrun(['--root', CRUN_ROOT, 'start', id], true);
+      await nsCrun(['--root', CRUN_ROOT, 'delete', '--force', id], true);
+      fs.rmSync(a.inAgent(bundle), { recursive: true, force: true });
+      return created + started;
+    };
+    const [lcA, lcB, floorMs] = (await rounds('create+start+wait `true` (agent, crun run, crun create + start)', N, [agentLifecycle, crunLifecycle, runtimeShare])) as [number[], number[], number[]];
 
     // --- 2. exec ---------------------------------------------------------------------------
     const EXEC_CID = 'exec-target';
@@ -397,6 +414,8 @@ async function main(): Promise<void> {
       ratio: r2(median(lcA) / median(lcB)),
       agent_overhead_ms: r1(median(lcA) - median(lcB)),
       remove_container: summary(timedRemoves),
+      runtime_create_plus_start_sealed: summary(floorMs),
+      agent_own_ms: r1(median(lcA) - median(floorMs)),
       agent_with_remove: summary(fullA),
       ratio_with_remove: r2(median(fullA) / median(lcB)),
       samples: { agent: lcA.map(r2), crun_run: lcB.map(r2), remove_container: timedRemoves.map(r2) },
@@ -433,6 +452,7 @@ async function main(): Promise<void> {
 | measure | value | reference | ratio | goal | met? |
 | --- | --- | --- | --- | --- | --- |
 | create+start+wait \`true\` (median of ${N}) | ${r1(L.agent.median)} ms | \`crun run\` ${r1(L.crun_run.median)} ms | ${L.ratio} (agent overhead ${L.agent_overhead_ms} ms) | <= 1.3x | ${yes(g.lifecycle_le_1_3x_crun_run)} |
+| of which \`crun create\` + \`crun start\` (sealed copy, no agent) | ${r1(L.runtime_create_plus_start_sealed.median)} ms | \`crun run\` ${r1(L.crun_run.median)} ms | ${r2(L.runtime_create_plus_start_sealed.median / L.crun_run.median)} (agent's own share ${L.agent_own_ms} ms) | | |
 | the same + RemoveContainer (RemoveContainer alone: median ${r1(L.remove_container.median)} ms) | ${r1(L.agent_with_remove.median)} ms | \`crun run\` ${r1(L.crun_run.median)} ms | ${L.ratio_with_remove} | | |
 | exec \`true\` in a running container (median of ${N}) | ${r1(E.agent.median)} ms | \`crun exec\` ${r1(E.crun_exec.median)} ms | ${E.ratio} (agent overhead ${E.agent_overhead_ms} ms) | <= 1.3x | ${yes(g.exec_le_1_3x_crun_exec)} |
 | one runtime invocation (\`crun state\`, median of ${N}) | ${r1(E.one_crun_invocation_ms.median)} ms | | | | |
