@@ -42,6 +42,8 @@ function deps(over: Partial<VolumeDeps> = {}) {
       return { code: 0, stdout: '', stderr: '' };
     },
     swapon: (p) => void swaps.push(p),
+    statError: () => undefined,
+    umountDetach: () => undefined,
     pciBlock: async (pci) => ({ path: `/dev/vd-${pci.replace('/', '-')}` }),
     kind: () => 'block',
     ...over,
@@ -197,5 +199,26 @@ describe('AddSwap / AddSwapPath', () => {
     });
     const ebusy = deps({ kind: () => 'file', swapon: () => { throw new SysError('swapon', os.constants.errno.EBUSY, file); } });
     await expect(Promise.resolve().then(() => makeVolumeHandlers(ebusy).addSwapPath({ path: file }, ctx))).rejects.toMatchObject({ code: Code.ALREADY_EXISTS });
+  });
+});
+
+describe('RemoveStaleVirtiofsShareMounts', () => {
+  it('lazily unmounts the virtio-fs mounts below <root>/shared that answer ENOTCONN, deepest first; leaves the rest', async () => {
+    const shared = `${root}/shared`;
+    const umounted: string[] = [];
+    const d = deps({
+      mountInfo: () => [
+        mnt('/', '/dev/vda', 'ext4'),
+        mnt(shared, 'kataShared', 'virtiofs'),
+        mnt(`${shared}/containers/c1/rootfs`, 'kataShared', 'virtiofs'),
+        mnt(`${shared}/containers/c2/rootfs`, 'kataShared', 'virtiofs'),
+        mnt(`${root}/other`, 'tag', 'virtiofs'), // not below shared/
+        mnt(`${shared}/tmp`, 'tmpfs', 'tmpfs'), // not virtio-fs
+      ],
+      statError: (p) => (p.endsWith('c2/rootfs') || p === shared || p.endsWith('/other') || p.endsWith('/tmp') ? 'ENOTCONN' : undefined),
+      umountDetach: (p) => void umounted.push(p),
+    });
+    await makeVolumeHandlers(d).removeStaleVirtiofsShareMounts({}, ctx);
+    expect(umounted).toEqual([`${shared}/containers/c2/rootfs`, shared]);
   });
 });

@@ -9,6 +9,7 @@ import { parseMountInfo, type MountInfoEntry } from '../init/mountinfo';
 import type { Logger } from '../log';
 import { run as runProcess } from '../proc/run';
 import type { Spawner } from '../proc/spawner';
+import { MNT, umount2 } from '../sys/mount';
 import { swapon } from '../sys/swap';
 import type { Handler } from '../rpc/dispatch';
 import { Code, RpcError, toStatus } from '../rpc/status';
@@ -48,6 +49,9 @@ export interface VolumeDeps {
   /** Run a tool to completion (resize2fs, xfs_growfs). */
   run(file: string, args: string[]): Promise<ToolResult>;
   swapon(p: string): void;
+  /** stat(2) a path: undefined when fine, else the errno name (ENOTCONN for a dead FUSE/virtio-fs mount). */
+  statError(p: string): string | undefined;
+  umountDetach(p: string): void;
   /** Wait for a virtio-blk device by PCI path ("02/01"); resolves with its /dev path. */
   pciBlock(pciPath: string, signal?: AbortSignal): Promise<{ path: string }>;
   /** Kinds of a path: 'file', 'block', 'dir', 'other', or undefined when missing. */
@@ -101,6 +105,7 @@ export function pciPathFromSlots(slots: unknown): string {
 const EXT = new Set(['ext2', 'ext3', 'ext4']);
 
 export interface VolumeHandlers {
+  removeStaleVirtiofsShareMounts: Handler;
   getVolumeStats: Handler;
   resizeVolume: Handler;
   addSwap: Handler;
@@ -189,7 +194,31 @@ export function makeVolumeHandlers(d: VolumeDeps): VolumeHandlers {
     return {};
   };
 
-  return { getVolumeStats, resizeVolume, addSwap, addSwapPath };
+  // Kata: after the host restarted virtiofsd, the guest's virtio-fs mounts below the shared
+  // directory answer ENOTCONN ("Transport endpoint is not connected"); unmount those (lazily)
+  // so the host can share them again. Healthy mounts are left alone.
+  const removeStaleVirtiofsShareMounts: Handler = () => {
+    const shared = path.posix.join(root, 'shared');
+    const removed: string[] = [];
+    const stale = d
+      .mountInfo()
+      .filter((e) => e.fstype === 'virtiofs' && (e.mountPoint === shared || inside(e.mountPoint, shared)))
+      .map((e) => e.mountPoint)
+      .reverse(); // deepest (latest) first
+    for (const m of stale) {
+      if (d.statError(m) !== 'ENOTCONN') continue;
+      try {
+        d.umountDetach(m);
+        removed.push(m);
+      } catch (err) {
+        d.log.warn({ mount: m, err: String(err) }, 'cannot unmount a stale virtio-fs mount');
+      }
+    }
+    if (removed.length > 0) d.log.info({ removed }, 'stale virtio-fs share mounts removed');
+    return {};
+  };
+
+  return { removeStaleVirtiofsShareMounts, getVolumeStats, resizeVolume, addSwap, addSwapPath };
 }
 
 /** major/minor of a dev_t (glibc's encoding: 12+20 bits of major, 8+24 bits of minor). */
@@ -243,6 +272,15 @@ export function realVolumeDeps(o: { log: Logger; spawner: Spawner; pciBlock: Vol
       }
     },
     swapon: (p) => swapon(p),
+    statError: (p) => {
+      try {
+        fs.statSync(p);
+        return undefined;
+      } catch (err) {
+        return (err as { code?: string }).code ?? 'EIO';
+      }
+    },
+    umountDetach: (p) => umount2(p, MNT.DETACH),
     pciBlock: o.pciBlock,
     kind: pathKind,
   };
