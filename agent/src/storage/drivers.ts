@@ -88,18 +88,13 @@ function errCode(e: unknown): string | undefined {
   return typeof c === 'string' ? c : undefined;
 }
 
-// Errno names that mount(2) can return but node's os.constants.errno (which
-// sys/libc names errors by) lacks, so SysError calls them "E15" etc.
-const MISSING_ERRNO_NAMES: Record<number, string> = { 15: 'ENOTBLK', 117: 'EUCLEAN', 121: 'EREMOTEIO', 123: 'ENOMEDIUM', 124: 'EMEDIUMTYPE' };
-
 /** "EBUSY (16)" for a SysError, the code or message otherwise. */
 export function errnoText(e: unknown): string {
   const o = e as { code?: unknown; errno?: unknown; message?: unknown } | null;
   if (typeof o?.code === 'string') {
     if (typeof o.errno !== 'number') return o.code;
     const n = Math.abs(o.errno);
-    const name = /^E\d+$/.test(o.code) ? (MISSING_ERRNO_NAMES[n] ?? o.code) : o.code;
-    return `${name} (${n})`;
+    return `${o.code} (${n})`;
   }
   return typeof o?.message === 'string' ? o.message : String(e);
 }

@@ -31,6 +31,18 @@ export function errno(): number {
 // (canonical) name wins.
 const errnoNames: Record<number, string> = {};
 for (const [name, n] of Object.entries(os.constants.errno)) errnoNames[n] ??= name;
+// Linux numbers Node's table leaves out (x86_64/aarch64; mount and device errors among them).
+const LINUX_EXTRA: Record<number, string> = {
+  15: 'ENOTBLK',
+  108: 'ESHUTDOWN',
+  117: 'EUCLEAN',
+  121: 'EREMOTEIO',
+  123: 'ENOMEDIUM',
+  124: 'EMEDIUMTYPE',
+  126: 'ENOKEY',
+  127: 'EKEYEXPIRED',
+};
+for (const [n, name] of Object.entries(LINUX_EXTRA)) errnoNames[Number(n)] ??= name;
 
 export function errnoName(n: number): string {
   return errnoNames[n] ?? `E${n}`;
