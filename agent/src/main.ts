@@ -14,7 +14,7 @@ import { prepareSchema } from './rpc/proto';
 import { serveTtrpc } from './rpc/ttrpc/server';
 import { registerIssue2Services } from './services/index';
 import type { Issue3Services } from './services/issue3';
-import { ISSUE3_METHODS } from './services/issue3-methods';
+import { DEVICE_HANDLER_NAMES, ISSUE3_METHODS, STORAGE_HANDLER_NAMES } from './services/issue3-methods';
 import { listen, type Listener } from './transport/listen';
 import { logSink } from './transport/logsink';
 import { sniff } from './transport/sniff';
@@ -92,6 +92,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Agen
     isInit,
     log: log.child({ component: 'services' }),
     hotplugTimeoutMs: config.hotplugTimeoutMs,
+    handlers: { storageHandlers: () => [...STORAGE_HANDLER_NAMES], deviceHandlers: () => [...DEVICE_HANDLER_NAMES] },
   });
   // The container stack (sandbox, OCI runtime, cgroups, stdio) is loaded on the first
   // container RPC, not on the way to 'listening'.
@@ -104,6 +105,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Agen
         reaper,
         ociRuntime: config.ociRuntime,
         containerPipeSize: config.containerPipeSize,
+        hotplugTimeoutMs: config.hotplugTimeoutMs,
         isInit,
         onDestroyed: () => void agent?.stop('sandbox destroyed'),
       }),

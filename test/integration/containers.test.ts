@@ -5,14 +5,16 @@
 // (crun refuses this host's hybrid layout), and drives the real crun (and,
 // for the key cases, runc via agent.oci_runtime=runc). The host side is the
 // client library over ttrpc, and agent-ctl for one call.
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AgentClient } from '../../agent/src/client/agent';
 import { Code, RpcError } from '../../agent/src/rpc/status';
 import { ociSpecToGrpc, type GrpcProcess, type OciSpec } from '../../agent/src/runtime/spec';
 import { agentCtl, isRoot } from '../helpers/agent-ns';
-import { minimalOciConfig, minimalProcess, type MinimalConfigOptions } from '../helpers/busybox-rootfs';
+import { makeBusyboxRootfs, minimalOciConfig, minimalProcess, type MinimalConfigOptions } from '../helpers/busybox-rootfs';
 import { startContainersAgent, type ContainersAgent } from '../helpers/containers-agent';
 
 const CG_ROOT = '/sys/fs/cgroup';
@@ -24,10 +26,18 @@ function hasBinary(name: string): boolean {
 
 type Spec = ReturnType<typeof ociSpecToGrpc>;
 
-function spec(o: MinimalConfigOptions & { annotations?: Record<string, string> }): Spec {
+function spec(o: MinimalConfigOptions & { annotations?: Record<string, string>; edit?: (oci: OciSpec) => void }): Spec {
   const oci = minimalOciConfig(o) as unknown as OciSpec;
   if (o.annotations) oci.annotations = o.annotations;
+  o.edit?.(oci);
   return ociSpecToGrpc(oci);
+}
+
+/** Run a host command (tests only), failing loudly. */
+function sh(file: string, ...args: string[]): string {
+  const r = spawnSync(file, args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${file} ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout.trim();
 }
 
 function grpcProcess(args: string[], terminal = false): GrpcProcess {
@@ -113,7 +123,7 @@ for (const suite of SUITES) {
     const remove = (cid: string, timeout = 10) => c.call('RemoveContainer', { container_id: cid, timeout });
 
     beforeAll(async () => {
-      agent = await startContainersAgent({ cmdline: `systemd.unified_cgroup_hierarchy=0 agent.oci_runtime=${runtime}` });
+      agent = await startContainersAgent({ cmdline: `systemd.unified_cgroup_hierarchy=0 agent.oci_runtime=${runtime} agent.hotplug_timeout=1` });
       c = await agent.client();
     }, 60_000);
 
@@ -142,10 +152,23 @@ for (const suite of SUITES) {
       expect(init?.mode).toBe('pid1');
     });
 
-    itFull('CreateSandbox refuses storages (issue 4) and reports a missing kernel module as NOT_FOUND, creating nothing', async () => {
-      const st = await rejection(c.call('CreateSandbox', { sandbox_id: SID, storages: [{ driver: 'virtio-fs', source: 'x', mount_point: '/x' }] }));
-      expect(st.code).toBe(Code.UNIMPLEMENTED);
-      expect(st.message).toMatch(/storages are not supported yet.*issue 4/);
+    itFull('CreateSandbox storages: a mount point outside /run/kata-containers and a failing mount leave nothing; a missing kernel module is NOT_FOUND', async () => {
+      const out = await rejection(c.call('CreateSandbox', { sandbox_id: SID, storages: [{ driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', mount_point: '/gk-x' }] }));
+      expect(out.code).toBe(Code.INVALID_ARGUMENT);
+      expect(out.message).toMatch(/\/gk-x/);
+      const vf = await rejection(
+        c.call('CreateSandbox', {
+          sandbox_id: SID,
+          storages: [
+            { driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', mount_point: '/run/kata-containers/gk-eph-first' },
+            { driver: 'virtio-fs', source: 'gk-no-such-tag', fstype: 'virtiofs', mount_point: '/run/kata-containers/gk-vf' },
+          ],
+        }),
+      );
+      expect(vf.code).not.toBe(Code.OK);
+      expect(vf.message).toMatch(/gk-no-such-tag/);
+      // all or nothing: the first storage was unmounted again
+      expect(agent.mountInfo()).not.toMatch(/gk-eph-first|gk-vf/);
       const km = await rejection(c.call('CreateSandbox', { sandbox_id: SID, kernel_modules: [{ name: 'gk-no-such-module', parameters: ['a=1'] }] }));
       expect(km.code).toBe(Code.NOT_FOUND);
       expect(km.message).toMatch(/gk-no-such-module.*not found/);
@@ -371,6 +394,85 @@ for (const suite of SUITES) {
       expect((await rejection(remove('c-gone'))).code).toBe(Code.NOT_FOUND);
     });
 
+    itFull('storages: a bind-mounted rootfs and an ephemeral tmpfs volume, used by the container, unmounted by RemoveContainer', async () => {
+      const cid = 'c-stor';
+      const src = '/run/gk-src-rootfs';
+      makeBusyboxRootfs(agent.inAgent(src));
+      const rootMp = `/run/kata-containers/${cid}/rootfs`;
+      const volMp = `/run/kata-containers/sandbox/ephemeral/${cid}-vol`;
+      const storages = [
+        { driver: 'bind', source: src, mount_point: rootMp },
+        { driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', options: ['size=4m'], mount_point: volMp },
+      ];
+      const oci = spec({
+        args: ['sh', '-c', 'echo vol-ok > /data/f && cat /data/f && df -k /data | tail -1'],
+        rootPath: rootMp,
+        edit: (o) => void o.mounts!.push({ destination: '/data', source: volMp, type: 'bind', options: ['rbind', 'rw'] }),
+      });
+      await c.call('CreateContainer', { container_id: cid, exec_id: cid, storages, OCI: oci });
+      expect(agent.mountInfo()).toContain(` ${rootMp} `);
+      expect(agent.mountInfo()).toContain(` ${volMp} `);
+      await c.call('StartContainer', { container_id: cid });
+      const out = await readAll(c, 'ReadStdout', cid);
+      expect(out).toMatch(/^vol-ok\n/);
+      expect(out.split('\n')[1]).toMatch(/^\S+\s+4096\s/); // the 4 MiB tmpfs, in KiB
+      expect((await c.call('WaitProcess', { container_id: cid, exec_id: '' })).status).toBe(0);
+      await remove(cid);
+      expect(agent.mountInfo()).not.toContain(rootMp);
+      expect(agent.mountInfo()).not.toContain(volMp);
+      expect(fs.existsSync(agent.inAgent(`/run/kata-containers/${cid}`))).toBe(false);
+      expect(fs.readFileSync(agent.inAgent(`${src}/bin/busybox`)).length).toBeGreaterThan(0); // the source survives
+    });
+
+    itFull('devices and a block storage: an ext4 disk (a loop device standing in for a hot-plugged virtio-mmio disk) as a volume and as a device with the guest numbers', async () => {
+      const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gk-blk-'));
+      const img = path.join(tmp, 'disk.img');
+      fs.mkdirSync(path.join(tmp, 'content'));
+      fs.writeFileSync(path.join(tmp, 'content/hello.txt'), 'hello from the disk\n');
+      fs.writeFileSync(img, '');
+      fs.truncateSync(img, 16 << 20);
+      sh('mkfs.ext4', '-q', '-F', '-d', path.join(tmp, 'content'), img);
+      const loop = sh('losetup', '-f', '--show', img);
+      try {
+        const rdev = fs.statSync(loop).rdev;
+        const [major, minor] = [(rdev >> 8) & 0xfff, (rdev & 0xff) | ((rdev >> 12) & 0xfff00)];
+        const cid = 'c-blk';
+        agent.makeRootfs(cid);
+        const volMp = `/run/kata-containers/shared/containers/${cid}-disk`;
+        // The host's spec names the disk by the host's numbers (250:7 here); the agent must
+        // rewrite the device and its cgroup rule to the guest's.
+        const oci = spec({
+          args: ['sh', '-c', 'cat /disk/hello.txt; ls -l /dev/xvdz'],
+          resources: { devices: [{ allow: false, access: 'rwm' }, { allow: true, type: 'b', major: 250, minor: 7, access: 'rwm' }] },
+          edit: (o) => {
+            o.mounts!.push({ destination: '/disk', source: volMp, type: 'bind', options: ['rbind', 'rw'] });
+            o.linux!.devices = [{ path: '/dev/xvdz', type: 'b', major: 250, minor: 7, fileMode: 0o660, uid: 0, gid: 0 }];
+          },
+        });
+        await c.call('CreateContainer', {
+          container_id: cid,
+          exec_id: cid,
+          OCI: oci,
+          devices: [{ type: 'mmioblk', vm_path: loop, container_path: '/dev/xvdz' }],
+          storages: [{ driver: 'mmioblk', source: loop, fstype: 'ext4', mount_point: volMp }],
+        });
+        const cfg = JSON.parse(fs.readFileSync(agent.inAgent(`/run/kata-containers/${cid}/config.json`), 'utf8')) as OciSpec;
+        expect(cfg.linux!.devices).toContainEqual(expect.objectContaining({ path: '/dev/xvdz', type: 'b', major, minor }));
+        expect(cfg.linux!.resources!.devices).toContainEqual(expect.objectContaining({ allow: true, type: 'b', major, minor }));
+        expect(JSON.stringify(cfg.linux!.resources!.devices)).not.toContain('250');
+        await c.call('StartContainer', { container_id: cid });
+        const out = await readAll(c, 'ReadStdout', cid);
+        expect(out).toContain('hello from the disk\n');
+        expect(out).toMatch(new RegExp(`^b.* ${major},\\s+${minor} .*/dev/xvdz$`, 'm'));
+        expect((await c.call('WaitProcess', { container_id: cid, exec_id: '' })).status).toBe(0);
+        await remove(cid);
+        expect(agent.mountInfo()).not.toContain(volMp);
+      } finally {
+        spawnSync('losetup', ['-d', loop]);
+        fs.rmSync(tmp, { recursive: true, force: true });
+      }
+    });
+
     it('errors: NOT_FOUND, ALREADY_EXISTS, INVALID_ARGUMENT naming the field, a missing rootfs, devices (issue 4)', async () => {
       expect((await rejection(c.call('StartContainer', { container_id: 'nope' }))).code).toBe(Code.NOT_FOUND);
       expect((await rejection(c.call('WaitProcess', { container_id: 'nope', exec_id: '' }))).code).toBe(Code.NOT_FOUND);
@@ -390,9 +492,19 @@ for (const suite of SUITES) {
       const noRoot = await rejection(c.call('CreateContainer', { container_id: 'c-noroot', OCI: spec({ args: ['true'] }) }));
       expect(noRoot.code).toBe(Code.NOT_FOUND);
       expect(noRoot.message).toContain('/run/kata-containers/shared/containers/c-noroot/rootfs');
-      const dev = await rejection(c.call('CreateContainer', { container_id: 'c-bad', OCI: spec({ args: ['true'] }), devices: [{ id: 'd', type: 'blk' }] }));
-      expect(dev.code).toBe(Code.UNIMPLEMENTED);
-      expect(dev.message).toMatch(/issue 4/);
+      const dev = await rejection(c.call('CreateContainer', { container_id: 'c-bad', OCI: spec({ args: ['true'] }), devices: [{ id: 'zz', type: 'blk' }] }));
+      expect(dev.code).toBe(Code.INVALID_ARGUMENT);
+      expect(dev.message).toMatch(/PCI path/);
+      const vfio = await rejection(c.call('CreateContainer', { container_id: 'c-bad', OCI: spec({ args: ['true'] }), devices: [{ id: '02', type: 'vfio' }] }));
+      expect(vfio.code).toBe(Code.INVALID_ARGUMENT);
+      expect(vfio.message).toMatch(/devices\[0\]\.type "vfio" is not supported/);
+      // A device that never comes: DEADLINE_EXCEEDED naming it after agent.hotplug_timeout (1 s here).
+      const never = await rejection(c.call('CreateContainer', { container_id: 'c-bad', OCI: spec({ args: ['true'] }), devices: [{ id: '1f/1e', type: 'blk' }] }));
+      expect(never.code).toBe(Code.DEADLINE_EXCEEDED);
+      expect(never.message).toMatch(/PCI path 1f\/1e/);
+      const escape = await rejection(c.call('CreateContainer', { container_id: 'c-bad', OCI: spec({ args: ['true'], rootPath: '/etc' }) }));
+      expect(escape.code).toBe(Code.INVALID_ARGUMENT);
+      expect(escape.message).toMatch(/Root\.Path \/etc is not below \/run\/kata-containers/);
       // A runtime failure returns the runtime's error and leaves nothing behind.
       const rtFail = await rejection(c.call('CreateContainer', { container_id: 'c-bad', OCI: spec({ args: ['/no/such/binary'] }) }));
       expect(rtFail.message).toContain(`${runtime} create c-bad failed`);

@@ -13,7 +13,7 @@ import type { Spawner, SpawnOptions } from '../../agent/src/proc/spawner';
 import { Code, RpcError } from '../../agent/src/rpc/status';
 import type { ContainerState, CreateOptions, ExecOptions, OciRuntime } from '../../agent/src/runtime/oci-runtime';
 import { ociSpecToGrpc, type OciSpec } from '../../agent/src/runtime/spec';
-import { Sandbox, type CreateContainerInput } from '../../agent/src/sandbox/sandbox';
+import { Sandbox, type CreateContainerInput, type SandboxOptions } from '../../agent/src/sandbox/sandbox';
 import { PassThrough } from 'node:stream';
 import { minimalOciConfig, minimalProcess } from '../helpers/busybox-rootfs';
 
@@ -132,7 +132,7 @@ let kills: string[];
 let spawned: string[][];
 let sb: Sandbox;
 
-function make(over: { isInit?: boolean; cgPids?: number[] } = {}): Sandbox {
+function make(over: { isInit?: boolean; cgPids?: number[]; storage?: SandboxOptions['storage']; devices?: SandboxOptions['devices'] } = {}): Sandbox {
   const proc = path.join(dir, 'proc');
   fs.mkdirSync(path.join(proc, 'self'), { recursive: true });
   fs.writeFileSync(path.join(proc, 'self/mountinfo'), '21 1 8:1 / / rw - ext4 /dev/vda rw\n');
@@ -144,6 +144,8 @@ function make(over: { isInit?: boolean; cgPids?: number[] } = {}): Sandbox {
     isInit: over.isInit ?? true,
     cgroups: () => fakeCgroups(cgLog, over.cgPids),
     paths: { runDir: path.join(dir, 'run'), proc, resolvConf: path.join(dir, 'etc/resolv.conf') },
+    storage: over.storage,
+    devices: over.devices,
     sys: {
       kill: (pid, sig) => {
         kills.push(`${pid} ${sig}`);
@@ -458,5 +460,82 @@ describe('sandbox', () => {
     fs.writeFileSync(logFile, 'x'.repeat(5000));
     expect(await sb.diagnosticData('c1', 'termination_log')).toBe('x'.repeat(4096));
     expect((await status(sb.diagnosticData('c1', 'other'))).code).toBe(Code.INVALID_ARGUMENT);
+  });
+});
+
+describe('storages and devices (fake layers)', () => {
+  function layers(events: string[], o: { failAdd?: boolean } = {}) {
+    const storage = {
+      add: async (specs: Array<{ mountPoint: string }>, owner: string) => {
+        events.push(`add ${owner} ${specs.map((x) => x.mountPoint).join(',')}`);
+        if (o.failAdd) throw new RpcError(Code.FAILED_PRECONDITION, 'mount failed');
+        return specs.map((x) => x.mountPoint);
+      },
+      release: async (owner: string) => (events.push(`release ${owner}`), []),
+      closeAll: async () => (events.push('closeAll'), []),
+      updateEphemeral: async () => void events.push('updateEphemeral'),
+    } as unknown as SandboxOptions['storage'];
+    const wait = (kind: string) => async (id: string) => (events.push(`wait ${kind} ${id}`), { name: 'vdb', path: '/dev/vdb', major: 254, minor: 16 });
+    const devices = () => ({ pciBlock: wait('pci'), scsiBlock: wait('scsi'), mmioBlock: wait('mmio'), pmem: wait('pmem') });
+    return { storage, devices };
+  }
+  const vol = (cid: string) => ({ driver: 'local', source: 'local', mount_point: `/run/kata-containers/${cid}-vol`, options: ['mode=0777'] });
+
+  it('CreateContainer: devices are waited for first, then the storages mount (owner = container id); the spec gets the guest numbers', async () => {
+    const events: string[] = [];
+    sb = make(layers(events));
+    const spec = specFor(['true']);
+    spec.Linux!.Devices = [{ Path: '/dev/xvda', Type: 'b', Major: 8, Minor: 0, FileMode: 0o660, UID: 0, GID: 0 }];
+    await sb.createContainer(input('c1', { spec, devices: [{ type: 'blk', id: '02/01', container_path: '/dev/xvda' }], storages: [vol('c1')] }));
+    expect(events).toEqual(['wait pci 02/01', 'add c1 /run/kata-containers/c1-vol']);
+    const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'run/c1/config.json'), 'utf8')) as OciSpec;
+    expect(cfg.linux!.devices).toEqual([expect.objectContaining({ path: '/dev/xvda', major: 254, minor: 16 })]);
+    reaper.exit(1000, 0);
+    await sb.removeContainer('c1', 10);
+    expect(events.at(-1)).toBe('release c1');
+    expect(fs.existsSync(path.join(dir, 'run/c1'))).toBe(false);
+  });
+
+  it('a runtime failure after the storages mounted releases them and leaves no bundle', async () => {
+    const events: string[] = [];
+    sb = make(layers(events));
+    rt.failCreate = new RpcError(Code.INTERNAL, 'crun create c1 failed: boom');
+    expect((await status(sb.createContainer(input('c1', { storages: [vol('c1')] })))).message).toMatch(/boom/);
+    expect(events).toEqual(['add c1 /run/kata-containers/c1-vol', 'release c1']);
+    expect(fs.existsSync(path.join(dir, 'run/c1'))).toBe(false);
+  });
+
+  it('a storage that fails to mount: the error, no runtime call, no bundle', async () => {
+    const events: string[] = [];
+    sb = make(layers(events, { failAdd: true }));
+    expect((await status(sb.createContainer(input('c1', { storages: [vol('c1')] })))).code).toBe(Code.FAILED_PRECONDITION);
+    expect(rt.calls).toEqual([]);
+    expect(fs.existsSync(path.join(dir, 'run/c1'))).toBe(false);
+  });
+
+  it('CreateSandbox storages belong to the sandbox; DestroySandbox unmounts everything; UpdateEphemeralMounts goes to the layer', async () => {
+    const events: string[] = [];
+    sb = make(layers(events));
+    // unshare's effect as the agent would see it (the shared IPC namespace file)
+    const runDir = path.join(dir, 'run');
+    fs.writeFileSync(path.join(dir, 'proc/self/mountinfo'), ['21 1 8:1 / / rw - ext4 /dev/vda rw', `40 21 0:4 ipc:[1] ${runDir}/sandbox/ns/ipc rw - nsfs nsfs rw`, `41 21 0:4 uts:[2] ${runDir}/sandbox/ns/uts rw - nsfs nsfs rw`].join('\n'));
+    await sb.createSandbox({ hostname: '', dns: [], storages: [vol('sb')], sandboxPidns: false, sandboxId: 'sb1', guestHookPath: '', kernelModules: [] });
+    expect(events).toEqual(['add sandbox: /run/kata-containers/sb-vol']);
+    await sb.updateEphemeralMounts([{ driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', options: ['remount', 'size=8m'], mount_point: '/run/kata-containers/sandbox/ephemeral/x' }]);
+    expect(events.at(-1)).toBe('updateEphemeral');
+    await sb.destroySandbox();
+    expect(events.at(-1)).toBe('closeAll');
+  });
+
+  it('bad entries are INVALID_ARGUMENT naming them, before anything happens', async () => {
+    const events: string[] = [];
+    sb = make(layers(events));
+    const e1 = await status(sb.createContainer(input('c1', { devices: [{ type: 'blk' }] })));
+    expect(e1.code).toBe(Code.INVALID_ARGUMENT);
+    expect(e1.message).toMatch(/devices\[0\]: a blk device needs id/);
+    const e2 = await status(sb.createContainer(input('c1', { storages: [{ driver: 'nope', mount_point: '/run/kata-containers/x' }] })));
+    expect(e2.code).toBe(Code.INVALID_ARGUMENT);
+    expect(e2.message).toMatch(/storages\[0\].*unknown storage driver "nope"/);
+    expect(events).toEqual([]);
   });
 });

@@ -53,6 +53,10 @@ import { parseMountInfoFull, rootNeedsNoPivot } from './mounts';
 import { readNetworkStats, type NetworkStats } from './net-stats';
 import { OomQueue } from './oom-queue';
 import { Mutex } from './mutex';
+import { parseStorages } from '../storage/spec';
+import type { StorageManager } from '../storage/manager';
+import type { StorageSpec } from '../storage/types';
+import { applyDevices, parseDevices, resolveDevices, type DeviceInput, type DeviceResolver } from './devices';
 import { ProcessIO } from './process-io';
 import { filterPsOutput, psTable } from './ps-table';
 import { createSharedNamespaces, type NsKind, type SharedNamespaces } from './shared-ns';
@@ -123,7 +127,14 @@ export interface SandboxOptions {
   onDestroyed?: () => void;
   /** How long to wait for a terminal from the runtime (default 30 s). */
   consoleTimeoutMs?: number;
+  /** Mounts the host's Storage entries (issue 4); without it storages are refused. */
+  storage?: Pick<StorageManager, 'add' | 'release' | 'closeAll' | 'updateEphemeral'>;
+  /** Waits for hot-plugged devices (made on first use); without it devices are refused. */
+  devices?: () => DeviceResolver;
 }
+
+/** The storage owner of CreateSandbox's storages (container ids cannot contain ':'). */
+const SANDBOX_OWNER = 'sandbox:';
 
 export interface CreateSandboxInput {
   hostname: string;
@@ -323,12 +334,7 @@ export class Sandbox {
       this.checkAlive();
       if (this.created) throw new RpcError(Code.ALREADY_EXISTS, `sandbox ${shown(this.id)} already created`);
       if (req.sandboxId !== '') validateSandboxId(req.sandboxId);
-      if (req.storages.length > 0) {
-        throw new RpcError(
-          Code.UNIMPLEMENTED,
-          `CreateSandbox: storages are not supported yet (storage handlers come with issue 4, storage and devices); got ${req.storages.length}`,
-        );
-      }
+      const storages = this.parseStorageList(req.storages, 'CreateSandbox');
       if (req.hostname.length > HOST_NAME_MAX || req.hostname.includes('\0') || req.hostname.includes('/')) {
         throw new RpcError(Code.INVALID_ARGUMENT, `hostname ${shown(req.hostname)} is not a valid host name`);
       }
@@ -368,6 +374,11 @@ export class Sandbox {
             umount2: this.sys.umount2,
           });
         }
+        // The sandbox's storages (e.g. the shared directory) live until DestroySandbox.
+        if (storages.length > 0) {
+          const points = await this.opts.storage!.add(storages, SANDBOX_OWNER);
+          log.info({ storages: points }, 'sandbox storages mounted');
+        }
         const cg = this.cgroups();
         if (cg) {
           const rel = sandboxCgroupPath(this.cgroupSandboxId());
@@ -379,6 +390,7 @@ export class Sandbox {
           }
         }
       } catch (err) {
+        await this.opts.storage?.release(SANDBOX_OWNER).catch((e: unknown) => log.warn({ err: String(e) }, 'cannot release the sandbox storages'));
         this.teardownSandboxState(log);
         this.id = '';
         this.hostname = '';
@@ -390,6 +402,13 @@ export class Sandbox {
         'sandbox created',
       );
     });
+  }
+
+  /** Validated Storage entries; INVALID_ARGUMENT naming the entry, UNIMPLEMENTED without a storage layer. */
+  private parseStorageList(list: unknown[], what: string): StorageSpec[] {
+    if (list.length === 0) return [];
+    if (!this.opts.storage) throw new RpcError(Code.UNIMPLEMENTED, `${what}: this agent has no storage layer; got ${list.length} storages`);
+    return parseStorages(list, `${what}: storages`);
   }
 
   /** Undo createSandbox's side effects (never throws). */
@@ -448,6 +467,13 @@ export class Sandbox {
         await this.forceRemove(c, log);
       }
     }
+    // Every storage left: the sandbox's own, and shared ones that outlived their containers.
+    if (this.opts.storage) {
+      await this.opts.storage.closeAll().then(
+        (points) => points.length > 0 && log.info({ storages: points }, 'storages unmounted'),
+        (err: unknown) => log.warn({ err: String(err) }, 'cannot unmount every storage'),
+      );
+    }
     const cg = this.cgroups();
     if (cg && this.sandboxCgroup) {
       await cg.remove(this.sandboxCgroup).catch((err: unknown) => log.warn({ err: String(err) }, 'cannot remove the sandbox cgroup'));
@@ -468,6 +494,18 @@ export class Sandbox {
     });
   }
 
+  /**
+   * UpdateEphemeralMounts (Kata: remount the sandbox's ephemeral tmpfs mounts with new options,
+   * e.g. a new size after the pod's emptyDir limit changed).
+   */
+  async updateEphemeralMounts(list: unknown[]): Promise<void> {
+    this.checkAlive();
+    const storages = this.parseStorageList(list, 'UpdateEphemeralMounts');
+    if (storages.length === 0) return;
+    await this.opts.storage!.updateEphemeral(storages);
+    this.log.info({ storages: storages.map((s) => s.mountPoint) }, 'ephemeral mounts updated');
+  }
+
   // ---------------------------------------------------------------------------
   // CreateContainer
 
@@ -480,12 +518,11 @@ export class Sandbox {
     }
     if (this.containers.has(cid) || this.creating.has(cid)) throw new RpcError(Code.ALREADY_EXISTS, `container ${shown(cid)} already exists`);
     if (req.execId !== '') validateExecId(req.execId);
-    if (req.devices.length > 0) {
-      throw new RpcError(Code.UNIMPLEMENTED, `CreateContainer ${cid}: devices are not supported yet (device handlers come with issue 4, storage and devices); got ${req.devices.length}`);
+    if (req.devices.length > 0 && !this.opts.devices) {
+      throw new RpcError(Code.UNIMPLEMENTED, `CreateContainer ${cid}: this agent has no device layer; got ${req.devices.length} devices`);
     }
-    if (req.storages.length > 0) {
-      throw new RpcError(Code.UNIMPLEMENTED, `CreateContainer ${cid}: storages are not supported yet (storage handlers come with issue 4, storage and devices); got ${req.storages.length}`);
-    }
+    const devices = parseDevices(req.devices, `CreateContainer ${cid}`);
+    const storages = this.parseStorageList(req.storages, `CreateContainer ${cid}`);
     try {
       validateSpec(req.spec);
     } catch (err) {
@@ -494,13 +531,13 @@ export class Sandbox {
     const log = this.log.child({ container: cid });
     this.creating.add(cid);
     try {
-      await this.doCreate(req, cid, log);
+      await this.doCreate(req, cid, log, devices, storages);
     } finally {
       this.creating.delete(cid);
     }
   }
 
-  private async doCreate(req: CreateContainerInput, cid: string, log: Logger): Promise<void> {
+  private async doCreate(req: CreateContainerInput, cid: string, log: Logger, devices: DeviceInput[], storages: StorageSpec[]): Promise<void> {
     const warnings: string[] = [];
     const oci = grpcSpecToOci(req.spec!, { warn: (m) => warnings.push(m) });
     if (req.sandboxPidns && !this.sharedNamespaces.pid && this.containers.size > 0) {
@@ -531,29 +568,52 @@ export class Sandbox {
     }
     if (warnings.length > 0) log.info({ warnings }, 'spec adjusted for the guest');
 
+    // The root, wherever the host put it, must lie below the agent's directory.
     const rootfs = spec.root!.path;
-    let st: fs.Stats;
-    try {
-      st = fs.statSync(rootfs);
-    } catch (err) {
-      if (errCode(err) === 'ENOENT') {
-        throw new RpcError(
-          Code.NOT_FOUND,
-          `CreateContainer ${cid}: the container's root file system ${rootfs} does not exist (the host must provide it; storages come with issue 4)`,
-        );
-      }
-      throw wrap(`CreateContainer ${cid}: root file system ${rootfs}`, err);
+    const runDir = path.resolve(this.paths.runDir);
+    if (!path.resolve(rootfs).startsWith(`${runDir}/`)) {
+      throw new RpcError(Code.INVALID_ARGUMENT, `CreateContainer ${cid}: Root.Path ${rootfs} is not below ${runDir}`);
     }
-    if (!st.isDirectory()) throw new RpcError(Code.FAILED_PRECONDITION, `CreateContainer ${cid}: the root file system ${rootfs} is not a directory`);
 
-    this.applyNetSysctls(cid, rw.netSysctls, log);
-
-    // A stale bundle (not ours: we do not know the container) is replaced.
+    // Devices first (one may carry the rootfs a storage then mounts), then the storages.
+    if (devices.length > 0) {
+      const resolved = await resolveDevices(devices, this.opts.devices!());
+      const changes = applyDevices(spec, resolved);
+      log.info({ devices: resolved.map((r) => ({ type: r.device.type, guest: r.guest.path, containerPath: r.device.containerPath || undefined })), specChanges: changes.length }, 'devices ready');
+    }
+    // A stale bundle (not ours: we do not know the container) is replaced, before any
+    // storage mounts into the bundle directory.
     if (fs.existsSync(bundleDir)) {
       log.warn({ bundle: bundleDir }, 'removing a stale bundle directory');
       await removeBundle(bundleDir, { root: this.paths.runDir });
     }
-    await writeBundle(bundleDir, ociSpecToJson(spec), { root: this.paths.runDir });
+    let storagesMounted = false;
+    try {
+      if (storages.length > 0) {
+        const points = await this.opts.storage!.add(storages, cid);
+        storagesMounted = true;
+        log.info({ storages: points }, 'container storages mounted');
+      }
+      let st: fs.Stats;
+      try {
+        st = fs.statSync(rootfs);
+      } catch (err) {
+        if (errCode(err) === 'ENOENT') {
+          throw new RpcError(
+            Code.NOT_FOUND,
+            `CreateContainer ${cid}: the container's root file system ${rootfs} does not exist (the host shares it or sends a storage for it)`,
+          );
+        }
+        throw wrap(`CreateContainer ${cid}: root file system ${rootfs}`, err);
+      }
+      if (!st.isDirectory()) throw new RpcError(Code.FAILED_PRECONDITION, `CreateContainer ${cid}: the root file system ${rootfs} is not a directory`);
+
+      this.applyNetSysctls(cid, rw.netSysctls, log);
+      await writeBundle(bundleDir, ociSpecToJson(spec), { root: this.paths.runDir });
+    } catch (err) {
+      if (storagesMounted) await this.releaseStorages(cid, log);
+      throw err;
+    }
 
     let io: ProcessIO | undefined;
     let pid: number | undefined;
@@ -629,6 +689,17 @@ export class Sandbox {
     }
   }
 
+  /** Drop a container's storage references (unmounting what no one else uses). Never throws. */
+  private async releaseStorages(owner: string, log: Logger): Promise<void> {
+    if (!this.opts.storage) return;
+    try {
+      const gone = await this.opts.storage.release(owner);
+      if (gone.length > 0) log.info({ storages: gone }, 'storages unmounted');
+    } catch (err) {
+      log.warn({ owner, err: String(err) }, 'cannot release storages');
+    }
+  }
+
   private async cleanupFailedCreate(cid: string, bundleDir: string, cgroupRel: string, log: Logger): Promise<void> {
     try {
       await this.opts.runtime.delete(cid, true);
@@ -637,6 +708,7 @@ export class Sandbox {
     }
     const cg = this.cgroups();
     if (cg) await cg.remove(cgroupRel).catch((err: unknown) => log.warn({ cgroup: cgroupRel, err: String(err) }, 'cannot remove the cgroup of a failed create'));
+    await this.releaseStorages(cid, log);
     await removeBundle(bundleDir, { root: this.paths.runDir }).catch((err: unknown) =>
       log.warn({ bundle: bundleDir, err: String(err) }, 'cannot remove the bundle of a failed create'),
     );
@@ -947,6 +1019,8 @@ export class Sandbox {
     c.draining.clear();
     const cg = this.cgroups();
     if (cg) await cg.remove(c.cgroupRel).catch((err: unknown) => log.warn({ cgroup: c.cgroupRel, err: String(err) }, 'cannot remove the container cgroup'));
+    // Its storages (one may be the rootfs inside the bundle directory) go before the bundle.
+    await this.releaseStorages(c.id, log);
     await removeBundle(c.bundleDir, { root: this.paths.runDir }).catch((err: unknown) =>
       log.warn({ bundle: c.bundleDir, err: String(err) }, 'cannot remove the bundle'),
     );
