@@ -168,9 +168,16 @@ export async function build() {
     splitting: true,
     chunkNames: 'chunks/[name]-[hash]',
   });
-  const results = await Promise.all([agent, grpcJs, protobufJs, ctl]);
+  // osbuilder (host tool; runs on the build machine, Node's own modules only).
+  const osb = esbuild.build({
+    ...common,
+    entryPoints: { osbuilder: 'osbuilder/bin/osbuilder.ts' },
+    outdir: 'dist',
+    splitting: false,
+  });
+  const results = await Promise.all([agent, grpcJs, protobufJs, ctl, osb]);
 
-  for (const name of ['kata-agent', 'agent-ctl']) fs.chmodSync(path.join('dist', `${name}.mjs`), 0o755);
+  for (const name of ['kata-agent', 'agent-ctl', 'osbuilder']) fs.chmodSync(path.join('dist', `${name}.mjs`), 0o755);
   // Drop chunks left over from earlier builds (their names carry content hashes).
   const outputs = new Set(results.flatMap((r) => Object.keys(r.metafile.outputs)).map((f) => path.resolve(f)));
   for (const f of fs.readdirSync('dist/chunks')) {

@@ -1,0 +1,4 @@
+// Every osbuilder verb, in `osbuilder --help` order.
+import type { Command } from './types';
+
+export const COMMANDS: Command[] = [];
