@@ -45,14 +45,15 @@ describe.skipIf(!isRoot)('agent as PID 1 in its own namespaces', () => {
   it('moves itself into its own cgroup (/kata-agent) on cgroup v2, once listening', async () => {
     const deadline = Date.now() + 10_000;
     let cg = '';
+    // The move happens before its log line, which reaches us through a pipe: wait for both.
+    const logged = () => agent.logLines().find((l) => /agent cgroup/.test(l.msg));
     while (Date.now() < deadline) {
       cg = fs.readFileSync(`/proc/${agent.agentPid}/cgroup`, 'utf8');
-      if (/^0::\/kata-agent$/m.test(cg)) break;
+      if (/^0::\/kata-agent$/m.test(cg) && logged()) break;
       await new Promise((r) => setTimeout(r, 20));
     }
     expect(cg).toMatch(/^0::\/kata-agent$/m);
-    const line = agent.logLines().find((l) => /agent cgroup/.test(l.msg));
-    expect(line).toBeDefined();
+    expect(logged()).toBeDefined();
   });
 
   it('is a session leader and reports itself as init_daemon', () => {

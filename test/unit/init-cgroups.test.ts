@@ -52,15 +52,15 @@ describe('/proc/cgroups', () => {
 });
 
 describe('cgroupMounts: cgroup2 (default)', () => {
-  it('mounts cgroup2 with nsdelegate and enables every available controller for children', () => {
+  it('mounts cgroup2 with nsdelegate and favordynmods and enables every available controller for children', () => {
     const { sys, ctx, lines } = setup();
     const r = cgroupMounts(v2, ctx);
     expect(r.version).toBe(2);
-    expect(sys.callsOf('mount')).toEqual([`mount cgroup2 /sys/fs/cgroup cgroup2 ${CG} nsdelegate`]);
+    expect(sys.callsOf('mount')).toEqual([`mount cgroup2 /sys/fs/cgroup cgroup2 ${CG} nsdelegate,favordynmods`]);
     expect(sys.writes).toEqual([
       ['/sys/fs/cgroup/cgroup.subtree_control', '+cpuset +cpu +io +memory +hugetlb +pids +rdma +misc'],
     ]);
-    expect(r.mounts).toEqual([{ target: '/sys/fs/cgroup', fstype: 'cgroup2', status: 'mounted', data: 'nsdelegate' }]);
+    expect(r.mounts).toEqual([{ target: '/sys/fs/cgroup', fstype: 'cgroup2', status: 'mounted', data: 'nsdelegate,favordynmods' }]);
     expect(r.controllersEnabled).toEqual(['cpuset', 'cpu', 'io', 'memory', 'hugetlb', 'pids', 'rdma', 'misc']);
     expect(r.errors).toEqual([]);
     expect(lines.filter((l) => l.level === 'error' || l.level === 'warn')).toEqual([]);
@@ -72,10 +72,21 @@ describe('cgroupMounts: cgroup2 (default)', () => {
     expect(sys.writes).toEqual([['/sys/fs/cgroup/cgroup.subtree_control', '+memory +pids']]);
   });
 
-  it('falls back to a mount without nsdelegate when the kernel rejects it', () => {
-    const { sys, ctx, lines } = setup({ failMount: (m) => (m.data === 'nsdelegate' ? 'EINVAL' : undefined) });
+  it('a kernel without favordynmods (< 6.0): nsdelegate alone', () => {
+    const { sys, ctx } = setup({ failMount: (m) => (m.data?.includes('favordynmods') ? 'EINVAL' : undefined) });
     const r = cgroupMounts(v2, ctx);
     expect(sys.callsOf('mount')).toEqual([
+      `mount cgroup2 /sys/fs/cgroup cgroup2 ${CG} nsdelegate,favordynmods`,
+      `mount cgroup2 /sys/fs/cgroup cgroup2 ${CG} nsdelegate`,
+    ]);
+    expect(r.mounts[0]).toMatchObject({ status: 'mounted', data: 'nsdelegate' });
+  });
+
+  it('falls back to a mount without nsdelegate when the kernel rejects it', () => {
+    const { sys, ctx, lines } = setup({ failMount: (m) => (m.data?.includes('nsdelegate') ? 'EINVAL' : undefined) });
+    const r = cgroupMounts(v2, ctx);
+    expect(sys.callsOf('mount')).toEqual([
+      `mount cgroup2 /sys/fs/cgroup cgroup2 ${CG} nsdelegate,favordynmods`,
       `mount cgroup2 /sys/fs/cgroup cgroup2 ${CG} nsdelegate`,
       `mount cgroup2 /sys/fs/cgroup cgroup2 ${CG} null`,
     ]);
