@@ -1,4 +1,5 @@
 // Every osbuilder verb, in `osbuilder --help` order.
+import { initrdCommand } from '../initrd/command';
 import type { Command } from './types';
 
-export const COMMANDS: Command[] = [];
+export const COMMANDS: Command[] = [initrdCommand];
