@@ -1,5 +1,6 @@
 // Every osbuilder verb, in `osbuilder --help` order.
+import { imageCommand } from '../image/command';
 import { initrdCommand } from '../initrd/command';
 import type { Command } from './types';
 
-export const COMMANDS: Command[] = [initrdCommand];
+export const COMMANDS: Command[] = [initrdCommand, imageCommand];
