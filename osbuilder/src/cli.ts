@@ -18,10 +18,10 @@ export function parseOptions<T extends NonNullable<ParseArgsConfig['options']>>(
   try {
     r = parseArgs({ args, options, allowPositionals: true, strict: true });
   } catch (err) {
-    throw usageError(`${verb}: ${(err as Error).message.replace(/\. To specify a positional argument.*$/s, '')}`, `see osbuilder ${verb} --help`);
+    throw usageError((err as Error).message.replace(/\. To specify a positional argument.*$/s, ''), `see osbuilder ${verb} --help`);
   }
   if (o.positionals !== undefined && r.positionals.length > o.positionals) {
-    throw usageError(`${verb}: unexpected argument ${JSON.stringify(r.positionals[o.positionals])}`, `see osbuilder ${verb} --help`);
+    throw usageError(`unexpected argument ${JSON.stringify(r.positionals[o.positionals])}`, `see osbuilder ${verb} --help`);
   }
   return { values: r.values as never, positionals: r.positionals };
 }

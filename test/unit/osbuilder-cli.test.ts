@@ -60,8 +60,8 @@ describe('runCli', () => {
   it('errors are one line with the right exit code: unknown verb, unknown option, stray argument, missing tool', async () => {
     const cases: Array<[string[], number, RegExp]> = [
       [['frob'], EXIT.USAGE, /^osbuilder: unknown command "frob" \(commands: echo\)\n$/],
-      [['echo', '--nope'], EXIT.USAGE, /^osbuilder echo: echo: Unknown option '--nope' \(see osbuilder echo --help\)\n$/],
-      [['echo', 'stray'], EXIT.USAGE, /^osbuilder echo: echo: unexpected argument "stray" \(see osbuilder echo --help\)\n$/],
+      [['echo', '--nope'], EXIT.USAGE, /^osbuilder echo: Unknown option '--nope' \(see osbuilder echo --help\)\n$/],
+      [['echo', 'stray'], EXIT.USAGE, /^osbuilder echo: unexpected argument "stray" \(see osbuilder echo --help\)\n$/],
       [['echo', '--word'], EXIT.USAGE, /argument missing|requires a value|--word/],
       [['echo', '--fail'], EXIT.MISSING, /^osbuilder echo: mkfs\.erofs is needed .* \(apt-get install erofs-utils\)\n$/],
     ];

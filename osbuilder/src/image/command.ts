@@ -4,10 +4,9 @@
 // and copied into partition 1, optionally behind Kata's NVDIMM/DAX header. Reproducible: the
 // same rootfs and options give the same bytes (UUIDs, hash seed and disk signatures are derived
 // from a digest of the tree; every timestamp is SOURCE_DATE_EPOCH).
-import { execFileSync } from 'node:child_process';
+import { sourceDateEpoch } from '../util/epoch';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseOptions } from '../cli';
 import type { Command, CommandContext } from '../commands/types';
 import { failedError, missingError, usageError } from '../util/errors';
@@ -117,25 +116,7 @@ installed; 130 interrupted.
  * SOURCE_DATE_EPOCH from the environment; else the committer time of the last commit of the git
  * repository osbuilder runs from; else 0. A malformed value is a usage error.
  */
-export function sourceDateEpoch(env: NodeJS.ProcessEnv): number {
-  const v = env.SOURCE_DATE_EPOCH;
-  if (v !== undefined && v !== '') {
-    if (!/^\d+$/.test(v) || Number(v) > 0xffffffff) throw usageError(`SOURCE_DATE_EPOCH=${JSON.stringify(v)} is not a number of seconds (0..4294967295)`);
-    return Number(v);
-  }
-  let dir = process.cwd();
-  try {
-    dir = path.dirname(fileURLToPath(import.meta.url));
-  } catch {
-    // keep cwd
-  }
-  try {
-    const out = execFileSync('git', ['-C', dir, 'log', '-1', '--format=%ct'], { stdio: ['ignore', 'pipe', 'ignore'], encoding: 'utf8' }).trim();
-    return /^\d+$/.test(out) ? Number(out) : 0;
-  } catch {
-    return 0;
-  }
-}
+export { sourceDateEpoch };
 
 export interface ImageOptions {
   rootfs: string;

@@ -1,10 +1,9 @@
 // `osbuilder initrd`: pack a rootfs directory into a (compressed) newc cpio initrd, written by
 // osbuilder itself and streamed: tree walk -> headers and file data -> compressor -> a temporary
 // output file renamed into place at the end. Reproducible: the same tree gives the same bytes.
-import { execFileSync } from 'node:child_process';
+import { sourceDateEpoch } from '../util/epoch';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseOptions } from '../cli';
 import type { Command, CommandContext } from '../commands/types';
 import { missingError, usageError } from '../util/errors';
@@ -63,27 +62,8 @@ the compressor (lz4, zstd, xz) is not installed; 130 interrupted.
  * SOURCE_DATE_EPOCH from the environment; else the committer time of the last commit of the
  * git repository `repoDir` is in; else 0. A malformed value is a usage error.
  */
-export function sourceDateEpoch(env: NodeJS.ProcessEnv, repoDir: string = moduleDir()): number {
-  const v = env.SOURCE_DATE_EPOCH;
-  if (v !== undefined && v !== '') {
-    if (!/^\d+$/.test(v) || Number(v) > 0xffffffff) throw usageError(`SOURCE_DATE_EPOCH=${JSON.stringify(v)} is not a number of seconds (0..4294967295)`);
-    return Number(v);
-  }
-  try {
-    const out = execFileSync('git', ['-C', repoDir, 'log', '-1', '--format=%ct'], { stdio: ['ignore', 'pipe', 'ignore'], encoding: 'utf8' }).trim();
-    return /^\d+$/.test(out) ? Number(out) : 0;
-  } catch {
-    return 0;
-  }
-}
+export { sourceDateEpoch };
 
-function moduleDir(): string {
-  try {
-    return path.dirname(fileURLToPath(import.meta.url));
-  } catch {
-    return process.cwd();
-  }
-}
 
 function checkRootfs(dir: string): void {
   let st: fs.Stats;
@@ -166,13 +146,13 @@ export const initrdCommand: Command = {
       },
       { positionals: 1 },
     );
-    if (values.rootfs !== undefined && positionals.length > 0) throw usageError('initrd: give the rootfs either as --rootfs or as the argument, not both');
+    if (values.rootfs !== undefined && positionals.length > 0) throw usageError('give the rootfs either as --rootfs or as the argument, not both');
     const rootfs = values.rootfs ?? positionals[0] ?? ctx.env.ROOTFS_DIR;
-    if (!rootfs) throw usageError('initrd: no rootfs given', 'use --rootfs DIR or set ROOTFS_DIR');
+    if (!rootfs) throw usageError('no rootfs given', 'use --rootfs DIR or set ROOTFS_DIR');
     const compression = values.compression ?? DEFAULT_COMPRESSION;
-    if (!isCompression(compression)) throw usageError(`initrd: unknown compression ${JSON.stringify(compression)}`, `one of ${COMPRESSIONS.join(', ')}`);
+    if (!isCompression(compression)) throw usageError(`unknown compression ${JSON.stringify(compression)}`, `one of ${COMPRESSIONS.join(', ')}`);
     const output = values.output ?? DEFAULT_INITRD;
-    if (output === '') throw usageError('initrd: --output is empty');
+    if (output === '') throw usageError('--output is empty');
     const epoch = sourceDateEpoch(ctx.env);
     const r = await buildInitrd({ rootfs, output, compression, epoch }, ctx);
     ctx.out(`${r.output}: ${r.size} bytes (${humanBytes(r.size)}, ${r.compression}, ${r.entries} entries)`);
