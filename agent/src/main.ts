@@ -19,7 +19,7 @@ import { listen, type Listener } from './transport/listen';
 import { logSink } from './transport/logsink';
 import { sniff } from './transport/sniff';
 import { vsockSelfTest } from './transport/vsock';
-import { AGENT_VERSION } from './version';
+import { AGENT_COMMIT, AGENT_VERSION } from './version';
 
 export interface Agent {
   config: AgentConfig;
@@ -39,7 +39,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Agen
     return undefined;
   }
   if (config.version) {
-    process.stdout.write(`kata-agent (guestkit) ${AGENT_VERSION}\n`);
+    process.stdout.write(`kata-agent (guestkit) ${AGENT_VERSION}${AGENT_COMMIT ? ` (commit ${AGENT_COMMIT})` : ''}\n`);
     return undefined;
   }
 
