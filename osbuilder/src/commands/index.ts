@@ -2,6 +2,7 @@
 import { imageCommand } from '../image/command';
 import { initrdCommand } from '../initrd/command';
 import { packCommand } from '../pack/command';
+import { listDistrosCommand, newDistroCommand, rootfsCommand } from '../rootfs/command';
 import type { Command } from './types';
 
-export const COMMANDS: Command[] = [initrdCommand, imageCommand, packCommand];
+export const COMMANDS: Command[] = [rootfsCommand, initrdCommand, imageCommand, packCommand, listDistrosCommand, newDistroCommand];
