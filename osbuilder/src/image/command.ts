@@ -12,7 +12,8 @@ import type { Command, CommandContext } from '../commands/types';
 import { failedError, missingError, usageError } from '../util/errors';
 import { writeAtomically } from '../util/output';
 import { humanBytes } from '../util/progress';
-import { findTool } from '../util/tools';
+import { checkRootfs } from '../util/rootfs';
+import { requireTool } from '../util/tools';
 import { DAX_ALIGNMENT, headerLayout, headerWrites, MiB, partitionOffset as partitionOffsetOf } from './dax';
 import { MAX_LBA, SECTOR_SIZE } from './mbr';
 import {
@@ -173,30 +174,7 @@ export function planExt4(
 
 const roundUp = (n: number, m: number): number => Math.ceil(n / m) * m;
 
-function checkRootfs(dir: string): void {
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(dir);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw missingError(`the rootfs ${dir} does not exist`, 'build one with osbuilder rootfs');
-    throw missingError(`the rootfs ${dir} cannot be read: ${code ?? (err as Error).message}`);
-  }
-  if (!st.isDirectory()) throw usageError(`the rootfs ${dir} is not a directory`, 'see osbuilder image --help');
-  try {
-    fs.accessSync(dir, fs.constants.R_OK | fs.constants.X_OK);
-    fs.readdirSync(dir);
-  } catch (err) {
-    throw missingError(`the rootfs ${dir} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-}
 
-/** A tool's path, or MISSING naming the Debian package (osbuilder's TOOL_PACKAGES lacks debugfs/dumpe2fs). */
-function tool(name: string, pkg: string, why: string): string {
-  const p = findTool(name);
-  if (!p) throw missingError(`${name} is needed ${why} but is not installed`, `apt-get install ${pkg}`);
-  return p;
-}
 
 /** Granularity of the zero test when copying (holes in the output where the source is zero). */
 const SPARSE_BLOCK = 64 * 1024;
@@ -233,13 +211,13 @@ export async function buildImage(o: ImageOptions, ctx: Pick<CommandContext, 'pro
   const tools =
     o.fs === 'ext4'
       ? {
-          mkfs: tool('mkfs.ext4', 'e2fsprogs', 'to build an ext4 image'),
-          e2fsck: tool('e2fsck', 'e2fsprogs', 'to build an ext4 image'),
-          debugfs: tool('debugfs', 'e2fsprogs', 'to build a reproducible ext4 image'),
-          dumpe2fs: tool('dumpe2fs', 'e2fsprogs', 'to build a reproducible ext4 image'),
+          mkfs: requireTool('mkfs.ext4', 'to build an ext4 image'),
+          e2fsck: requireTool('e2fsck', 'to build an ext4 image'),
+          debugfs: requireTool('debugfs', 'to build a reproducible ext4 image'),
+          dumpe2fs: requireTool('dumpe2fs', 'to build a reproducible ext4 image'),
         }
-      : { mkfs: tool('mkfs.erofs', 'erofs-utils', 'to build an erofs image') };
-  checkRootfs(o.rootfs);
+      : { mkfs: requireTool('mkfs.erofs', 'to build an erofs image') };
+  checkRootfs('image', o.rootfs);
   const outDir = path.dirname(path.resolve(o.output));
   if (!fs.existsSync(outDir)) throw missingError(`the output directory ${outDir} does not exist`, `create it first: mkdir -p ${outDir}`);
   const rootReal = fs.realpathSync(o.rootfs);

@@ -7,6 +7,7 @@
 // - erofs: mkfs.erofs -T <epoch> -U <uuid> [--all-root], which is reproducible by itself.
 // Also here: the rootfs scan (entry count, space estimate, a digest of everything that ends up
 // in the filesystem, from which the UUIDs are derived) and the /sbin/init check.
+import { resolveInRoot as resolveGuestPath } from '../util/rootfs';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -197,51 +198,19 @@ function hashFile(p: Buffer, buf: Buffer): Buffer {
 }
 
 /**
- * Resolve `guestPath` inside `root` as the guest would see it (absolute symlinks are relative to
- * `root`, ".." stops at `root`). Returns the host path, or undefined when a component is missing
- * or there are too many links.
+ * Resolve `guestPath` inside `root` as the guest would see it (util/rootfs resolveInRoot). Returns
+ * the host path, or undefined when it does not resolve.
  */
 export function resolveInRoot(root: string, guestPath: string): string | undefined {
-  const pending = guestPath.split('/').filter(Boolean);
-  const done: string[] = [];
-  let links = 0;
-  while (pending.length > 0) {
-    const c = pending.shift()!;
-    if (c === '.') continue;
-    if (c === '..') {
-      done.pop();
-      continue;
-    }
-    const host = path.join(root, ...done, c);
-    let st: fs.Stats;
-    try {
-      st = fs.lstatSync(host);
-    } catch {
-      return undefined;
-    }
-    if (st.isSymbolicLink()) {
-      if (++links > 40) return undefined;
-      const target = fs.readlinkSync(host);
-      if (target.startsWith('/')) done.length = 0;
-      pending.unshift(...target.split('/').filter(Boolean));
-      continue;
-    }
-    done.push(c);
-  }
-  return path.join(root, ...done);
+  const r = resolveGuestPath(root, guestPath);
+  return r.ok ? path.join(root, r.rel) : undefined;
 }
 
 /** The rootfs's init (/sbin/init, else /init) when it is an executable regular file. */
 export function findInit(root: string): string | undefined {
   for (const p of ['/sbin/init', '/init']) {
-    const host = resolveInRoot(root, p);
-    if (!host) continue;
-    try {
-      const st = fs.statSync(host);
-      if (st.isFile() && (st.mode & 0o111) !== 0) return p;
-    } catch {
-      // not there
-    }
+    const r = resolveGuestPath(root, p);
+    if (r.ok && r.stat.isFile() && (r.stat.mode & 0o111) !== 0) return p;
   }
   return undefined;
 }

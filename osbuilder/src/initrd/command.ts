@@ -11,6 +11,7 @@ import { writeAtomically } from '../util/output';
 import { humanBytes } from '../util/progress';
 import { encodeTrailer, newcStream } from './cpio';
 import { COMPRESSIONS, DEFAULT_COMPRESSION, checkCompressor, compressTo, isCompression, type Compression } from './compress';
+import { checkRootfs } from '../util/rootfs';
 import { findInit, planArchive, walkTree } from './walk';
 
 export const DEFAULT_INITRD = 'kata-containers-initrd.img';
@@ -65,23 +66,6 @@ the compressor (lz4, zstd, xz) is not installed; 130 interrupted.
 export { sourceDateEpoch };
 
 
-function checkRootfs(dir: string): void {
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(dir);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw missingError(`the rootfs ${dir} does not exist`, 'build one with osbuilder rootfs');
-    throw missingError(`the rootfs ${dir} cannot be read: ${code ?? (err as Error).message}`);
-  }
-  if (!st.isDirectory()) throw usageError(`the rootfs ${dir} is not a directory`, 'see osbuilder initrd --help');
-  try {
-    fs.accessSync(dir, fs.constants.R_OK | fs.constants.X_OK);
-    fs.readdirSync(dir);
-  } catch (err) {
-    throw missingError(`the rootfs ${dir} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-}
 
 export interface InitrdResult {
   output: string;
@@ -100,7 +84,7 @@ export async function buildInitrd(
   ctx: Pick<CommandContext, 'progress' | 'env'>,
 ): Promise<InitrdResult> {
   checkCompressor(o.compression); // a missing tool fails before any work
-  checkRootfs(o.rootfs);
+  checkRootfs('initrd', o.rootfs);
   const outDir = path.dirname(path.resolve(o.output));
   if (!fs.existsSync(outDir)) throw missingError(`the output directory ${outDir} does not exist`, `create it first: mkdir -p ${outDir}`);
   if (fs.existsSync(o.output) && fs.statSync(o.output).isDirectory()) throw usageError(`the output ${o.output} is a directory`, 'give a file name to --output');

@@ -10,6 +10,8 @@ export const TOOL_PACKAGES: Record<string, string> = {
   mmdebstrap: 'mmdebstrap',
   'mkfs.ext4': 'e2fsprogs',
   e2fsck: 'e2fsprogs',
+  debugfs: 'e2fsprogs',
+  dumpe2fs: 'e2fsprogs',
   'mkfs.erofs': 'erofs-utils',
   'fsck.erofs': 'erofs-utils',
   lz4: 'lz4',
