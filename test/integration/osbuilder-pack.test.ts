@@ -11,6 +11,7 @@ import { runCli } from '../../osbuilder/src/cli';
 import { packAgent, type PackResult } from '../../osbuilder/src/pack/agent';
 import { packCommand } from '../../osbuilder/src/pack/command';
 import { findSeaBlob, readProgramHeaders, PT } from '../../osbuilder/src/pack/elf';
+import { findNodeIcu, parseIcuPackage, shrinkNodeIcu } from '../../osbuilder/src/pack/icu';
 import { cleanNodeEnv, parseSeaBlob, SEA_FLAGS } from '../../osbuilder/src/pack/sea';
 import { EXIT } from '../../osbuilder/src/util/errors';
 import { AGENT_CTL, ROOT } from '../helpers/agent-ns';
@@ -137,6 +138,53 @@ describe('osbuilder pack', () => {
     } finally {
       await stop(second.child);
     }
+  });
+
+  it("carries node's ICU data cut to English (small profile), in place", () => {
+    expect(a.icu.profile).toBe('small');
+    const elf = fs.readFileSync(a.executable);
+    const at = findNodeIcu(elf)!;
+    expect(at.symbol).toMatch(/^icudt\d+_dat$/);
+    expect(at.size).toBe(a.icu.shrink!.bytes);
+    const pkg = parseIcuPackage(elf.subarray(at.offset, at.offset + at.size));
+    const names = pkg.items.map((i) => i.name.slice(i.name.indexOf('/') + 1));
+    expect(names).toEqual(expect.arrayContaining(['root.res', 'en.res', 'zoneinfo64.res', 'coll/root.res', 'cnvalias.icu']));
+    expect(names).not.toContain('de.res');
+    expect(names.filter((n) => n.endsWith('.cnv') || n.endsWith('.dict'))).toEqual([]);
+    expect(a.icu.shrink!.keptBytes).toBeLessThan(a.icu.shrink!.bytes / 4);
+    expect(elf.subarray(at.offset + a.icu.shrink!.keptBytes, at.offset + at.size).every((x) => x === 0)).toBe(true);
+  });
+
+  it('a node with the small ICU data still does Intl, normalization and UTF-8/Latin-1 (English only)', () => {
+    const elf = fs.readFileSync(process.execPath);
+    if (!findNodeIcu(elf)) return; // a node built without ICU data: nothing to cut
+    expect(shrinkNodeIcu(elf)!.keptItems).toBeGreaterThan(50);
+    const node = path.join(tmp, 'node-small-icu');
+    fs.writeFileSync(node, elf, { mode: 0o755 });
+    const script = `
+      const out = {
+        date: new Intl.DateTimeFormat('en-US', { timeZone: 'Europe/Paris', dateStyle: 'full', timeStyle: 'long' }).format(new Date(0)),
+        german: new Intl.NumberFormat('de-DE').format(1234567.5),
+        nfkc: '\uFB01'.normalize('NFKC'),
+        collate: new Intl.Collator('en').compare('a', 'B'),
+        utf8: new TextDecoder('utf-8').decode(Buffer.from('h\u00e9llo')),
+        latin1: new TextDecoder('latin1').decode(Buffer.from([0xe9])),
+        host: new URL('http://b\u00fccher.example/').host,
+      };
+      try { new TextDecoder('shift_jis'); out.sjis = 'ok' } catch (e) { out.sjis = e.code }
+      console.log(JSON.stringify(out));`;
+    const r = spawnSync(node, ['-e', script], { encoding: 'utf8', env: cleanNodeEnv() });
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout)).toEqual({
+      date: expect.stringMatching(/^Thursday, January 1, 1970 at 1:00:00\sAM GMT\+1$/), // time zone data kept
+      german: '1,234,567.5', // no German locale data: English formatting, as with Node's small-icu
+      nfkc: 'fi',
+      collate: -1,
+      utf8: 'h\u00e9llo',
+      latin1: '\u00e9',
+      host: 'xn--bcher-kva.example',
+      sjis: 'ERR_ENCODING_NOT_SUPPORTED',
+    });
   });
 
   it('needs koffi.node beside it (it is not looked for anywhere else)', () => {

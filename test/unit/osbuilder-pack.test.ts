@@ -259,8 +259,9 @@ describe('koffi loader inside the single executable', () => {
   function run(execPath: string, dlopen: (m: { exports: unknown }, file: string) => void): { loadStatic(): unknown } {
     const module = { exports: {} as { loadStatic(): unknown } };
     const req = (id: string): unknown => {
-      if (id !== 'node:path') throw new Error(`only builtins: ${id}`);
-      return path;
+      if (id === 'node:path') return path;
+      if (id === 'node:fs') return fs;
+      throw new Error(`only builtins: ${id}`);
     };
     vm.runInNewContext(koffiLoaderSource(), { module, require: req, process: { execPath, dlopen } });
     return module.exports;
@@ -274,6 +275,16 @@ describe('koffi loader inside the single executable', () => {
     });
     expect(m.loadStatic()).toEqual({ version: '3.3.4' });
     expect(seen).toEqual([`/usr/bin/${KOFFI_ADDON}`]);
+  });
+
+  it('follows a symlink to the executable (PID 1 started as /init before /proc is mounted)', () => {
+    const dir = path.join(tmp, 'koffi-link');
+    fs.mkdirSync(path.join(dir, 'usr/bin'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'usr/bin/kata-agent'), '');
+    fs.symlinkSync('usr/bin/kata-agent', path.join(dir, 'init'));
+    const seen: string[] = [];
+    run(path.join(dir, 'init'), (_mod, file) => void seen.push(file)).loadStatic();
+    expect(seen).toEqual([path.join(dir, 'usr/bin', KOFFI_ADDON)]);
   });
 
   it('names the addon it could not load', () => {
@@ -309,7 +320,7 @@ describe('osbuilder pack command line', () => {
   }
 
   it('--output is required; unknown options and arguments are usage errors', async () => {
-    for (const args of [['pack'], ['pack', '--bogus'], ['pack', '--output', tmp, 'extra']]) {
+    for (const args of [['pack'], ['pack', '--bogus'], ['pack', '--output', tmp, 'extra'], ['pack', '--output', tmp, '--icu', 'tiny']]) {
       const a = io();
       expect(await runCli(args, [packCommand], a.io)).toBe(EXIT.USAGE);
       expect(a.o.stderr.trim().split('\n')).toHaveLength(1);
@@ -328,7 +339,7 @@ describe('osbuilder pack command line', () => {
   it('--help documents the outputs, options and exit codes', async () => {
     const a = io();
     expect(await runCli(['pack', '--help'], [packCommand], a.io)).toBe(EXIT.OK);
-    for (const s of ['--output DIR', '--node PATH', '--no-code-cache', '/usr/bin/kata-agent', '/usr/bin/koffi.node', 'Exit codes']) expect(a.o.stdout).toContain(s);
+    for (const s of ['--output DIR', '--node PATH', '--no-code-cache', '--icu small|full', '/usr/bin/kata-agent', '/usr/bin/koffi.node', 'Exit codes']) expect(a.o.stdout).toContain(s);
   });
 
   it('finds the repository above a start directory', () => {

@@ -25,10 +25,20 @@ export const AGENT_ENTRY = 'agent/bin/kata-agent.ts';
 
 /** The module that replaces koffi's addon loader inside the single executable. */
 export function koffiLoaderSource(addonName = KOFFI_ADDON): string {
-  return `// koffi's native addon, beside the executable (osbuilder pack).
+  return `// koffi's native addon, beside the executable (osbuilder pack). The kernel starts PID 1 as
+// /init or /sbin/init (symlinks to it) before /proc is mounted, so node cannot read
+// /proc/self/exe and process.execPath is the symlink: resolve it.
+const fs = require('node:fs');
 const path = require('node:path');
+function executable() {
+  try {
+    return fs.realpathSync(process.execPath);
+  } catch {
+    return process.execPath;
+  }
+}
 function loadStatic() {
-  const file = path.join(path.dirname(process.execPath), ${JSON.stringify(addonName)});
+  const file = path.join(path.dirname(executable()), ${JSON.stringify(addonName)});
   const mod = { exports: {} };
   try {
     process.dlopen(mod, file);

@@ -287,3 +287,35 @@ export function readInterpreter(elf: Buffer): string | undefined {
 export function machineArch(machine: number): string | undefined {
   return ({ 62: 'x64', 183: 'arm64', 3: 'ia32', 40: 'arm', 243: 'riscv64', 258: 'loong64' } as Record<number, string>)[machine];
 }
+
+export interface DynamicSymbol {
+  name: string;
+  value: number;
+  size: number;
+}
+
+const SHT_DYNSYM = 11;
+
+/** The dynamic symbols (.dynsym, names from .dynstr): they survive `strip --strip-all`. */
+export function readDynamicSymbols(elf: Buffer): DynamicSymbol[] {
+  const sections = readSectionHeaders(elf);
+  const dynsym = sections.find((s) => s.type === SHT_DYNSYM);
+  const dynstr = sections.find((s) => s.name === '.dynstr');
+  if (!dynsym || !dynstr) return [];
+  if (dynsym.offset + dynsym.size > elf.length || dynstr.offset + dynstr.size > elf.length) throw new ElfError('truncated dynamic symbol table');
+  const out: DynamicSymbol[] = [];
+  for (let o = dynsym.offset; o + 24 <= dynsym.offset + dynsym.size; o += 24) {
+    const nameAt = dynstr.offset + elf.readUInt32LE(o);
+    const end = elf.indexOf(0, nameAt);
+    out.push({ name: elf.toString('latin1', nameAt, end < 0 ? nameAt : end), value: u64(elf, o + 8), size: u64(elf, o + 16) });
+  }
+  return out;
+}
+
+/** The file offset of `size` bytes at virtual address `vaddr`, if a PT_LOAD maps them from the file. */
+export function vaddrToOffset(elf: Buffer, vaddr: number, size = 1): number | undefined {
+  for (const p of readProgramHeaders(elf)) {
+    if (p.type === PT.LOAD && vaddr >= p.vaddr && vaddr + size <= p.vaddr + p.filesz) return p.offset + (vaddr - p.vaddr);
+  }
+  return undefined;
+}
