@@ -2,7 +2,7 @@
 // Kept short: every step lives in its own module.
 import type net from 'node:net';
 import { chooseListenAddress, readConfig, USAGE, type AgentConfig } from './config';
-import { guard, realInitSys, runInit, shutdown } from './init/index';
+import { guard, mountProcForCmdline, realInitSys, runInit, shutdown } from './init/index';
 import { createLogger, type Logger } from './log';
 import { Reaper } from './proc/reaper';
 import { Spawner } from './proc/spawner';
@@ -33,7 +33,10 @@ export interface Agent {
 }
 
 export async function main(argv: string[] = process.argv.slice(2)): Promise<Agent | undefined> {
+  // As PID 1, /proc (and so /proc/cmdline, the agent.* options) is not mounted yet.
+  const procProblem = mountProcForCmdline();
   const { config, warnings, ignored } = readConfig({ argv, env: process.env });
+  if (procProblem) warnings.unshift(procProblem);
   if (config.help) {
     process.stdout.write(USAGE);
     return undefined;

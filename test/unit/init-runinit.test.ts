@@ -8,6 +8,7 @@ import {
   DEFAULT_PATH,
   guard,
   installSignalHandlers,
+  mountProcForCmdline,
   runInit,
   setHostnameFromEtc,
   setupConsole,
@@ -16,6 +17,7 @@ import {
   type InitContext,
 } from '../../agent/src/init';
 import { RB } from '../../agent/src/sys/misc';
+import { MS } from '../../agent/src/sys/mount';
 import { captureLogger, FakeInitSys, type FakeOptions } from '../helpers/init-fake';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -254,5 +256,37 @@ describe('runInit', () => {
       'sethostname failed',
     ]);
     s.uninstall();
+  });
+});
+
+describe('mountProcForCmdline (PID 1 reads agent.* options from /proc/cmdline before init)', () => {
+  it('as PID 1 without /proc mounted: mounts proc at /proc (creating it), nothing else', () => {
+    const sys = new FakeInitSys({ root: '/r' });
+    expect(mountProcForCmdline(sys, 1, '/r')).toBeUndefined();
+    expect(sys.calls).toEqual(['mkdir /r/proc 555', `mount proc /r/proc proc 0x${(MS.NOSUID | MS.NODEV | MS.NOEXEC).toString(16)} null`]);
+  });
+
+  it('leaves a mounted /proc alone, and does nothing when not PID 1', () => {
+    const mounted = new FakeInitSys({ dirs: ['/proc', '/proc/self'] });
+    expect(mountProcForCmdline(mounted, 1)).toBeUndefined();
+    expect(mounted.calls).toEqual([]);
+    const notInit = new FakeInitSys();
+    expect(mountProcForCmdline(notInit, 42)).toBeUndefined();
+    expect(notInit.calls).toEqual([]);
+  });
+
+  it('a failed mount is reported, not thrown', () => {
+    const sys = new FakeInitSys({ dirs: ['/proc'], failMount: () => 'EPERM' });
+    expect(mountProcForCmdline(sys, 1)).toBe('cannot mount /proc to read the kernel command line: mount /proc: EPERM');
+  });
+
+  it('runInit then finds /proc mounted and skips it', () => {
+    const sys = new FakeInitSys({ files: { '/etc/hostname': 'h\n' } });
+    mountProcForCmdline(sys, 1);
+    const { log } = captureLogger();
+    const summary = runInit(loadConfig({ cmdline: '', env: {}, argv: [] }).config, log, sys, { pid: 1, env: {}, proc: new EventEmitter() as never });
+    expect(summary.skipped).toContain('/proc');
+    expect(summary.mounted).not.toContain('/proc');
+    summary.uninstall();
   });
 });

@@ -11,10 +11,10 @@ import { cgroupMounts } from './cgroups';
 import { setupConsole } from './console';
 import { setHostnameFromEtc, setupEnvironment } from './env';
 import { guard } from './guard';
-import { earlyMounts, type MountResult } from './mounts';
+import { EARLY_MOUNTS, earlyMounts, type MountResult } from './mounts';
 import { realInitSys } from './realsys';
 import { installSignalHandlers, shutdown, type ProcessLike } from './shutdown';
-import { errMsg, type InitContext, type InitSys } from './sys';
+import { at, errMsg, type InitContext, type InitSys } from './sys';
 
 export type { InitSys, InitContext } from './sys';
 export { at } from './sys';
@@ -132,4 +132,22 @@ export function runInit(
     'init done',
   );
   return summary;
+}
+
+/**
+ * As PID 1, the agent's kernel command line options (agent.*) are in /proc/cmdline, and nothing
+ * has mounted /proc yet when the agent reads its configuration: mount it first (runInit then
+ * finds it mounted and skips it). Returns what went wrong, or undefined (mounted, or already
+ * there, or not PID 1).
+ */
+export function mountProcForCmdline(sys: InitSys = realInitSys, pid = process.pid, root = '/'): string | undefined {
+  if (pid !== 1 || sys.exists(at(root, '/proc/self'))) return undefined;
+  const proc = EARLY_MOUNTS.find((m) => m.target === '/proc')!;
+  try {
+    if (!sys.exists(at(root, '/proc'))) sys.mkdir(at(root, '/proc'), 0o555);
+    sys.mount(proc.source, at(root, proc.target), proc.fstype, proc.flags, proc.data);
+    return undefined;
+  } catch (e) {
+    return `cannot mount /proc to read the kernel command line: ${errMsg(e)}`;
+  }
 }
