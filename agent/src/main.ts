@@ -127,7 +127,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Agen
       sock,
       {
         onTtrpc: (s) => {
-          serveTtrpc(s, dispatcher, log);
+          serveTtrpc(s, dispatcher, log, { newSessionOnStreamOne: info.transport === 'serial' });
         },
         onGrpc: (s) => {
           sharedGrpcServer(dispatcher, log).then(

@@ -261,6 +261,25 @@ describe('ttrpc server', () => {
     expect(srv.handlers.contexts[0]!.ctx.signal.aborted).toBe(true);
   });
 
+  it('on a byte stream without connection boundaries (virtio-serial), stream 1 again starts a new host session', async () => {
+    await srv.close();
+    srv = await startTestServer({ ttrpc: { newSessionOnStreamOne: true } });
+    const raw = await Raw.connect(srv.path);
+    raw.request(1, 'grpc.Health', 'Check', checkReq);
+    expect(await raw.response()).toMatchObject({ id: 1, code: Code.OK });
+    raw.request(3, 'grpc.Health', 'Check', checkReq);
+    expect(await raw.response()).toMatchObject({ id: 3, code: Code.OK });
+    // The next client on the same stream starts at 1 again: served, and its numbering continues.
+    raw.request(1, 'grpc.Health', 'Check', checkReq);
+    expect(await raw.response()).toMatchObject({ id: 1, code: Code.OK });
+    raw.request(3, 'grpc.Health', 'Check', checkReq);
+    expect(await raw.response()).toMatchObject({ id: 3, code: Code.OK });
+    // Any other reuse is still refused.
+    raw.request(3, 'grpc.Health', 'Check', checkReq);
+    expect(await raw.response()).toMatchObject({ id: 3, code: Code.INVALID_ARGUMENT, message: 'StreamID cannot be re-used and must increment' });
+    raw.sock.destroy();
+  });
+
   it('stops reading new requests while maxInFlight calls run', async () => {
     await srv.close();
     srv = await startTestServer({ ttrpc: { maxInFlight: 2 } });

@@ -27,6 +27,8 @@ export interface Disk {
   /** Drive id (also the QMP id); default disk<N>. */
   id?: string;
   readonly?: boolean;
+  /** PCI slot on the root bus (e.g. 0x10: Kata PCI path "10"); default: QEMU's choice. */
+  slot?: number;
 }
 
 export interface VmConfig {
@@ -53,6 +55,8 @@ export interface VmConfig {
   disks?: Disk[];
   /** Host TSC frequency in kHz (microvm under TCG needs it on the kernel command line). */
   tscKhz?: number;
+  /** PCIe root ports to hot-plug devices into later (q35): id and root-bus slot, e.g. { id: 'rp0', slot: 0x12 }. */
+  hotplugPorts?: Array<{ id: string; slot: number }>;
 }
 
 /** The kernel command line the runner uses (console, panic handling, quiet boot, the agent's options). */
@@ -105,7 +109,11 @@ export function qemuArgs(c: VmConfig): string[] {
   disks.forEach((d, i) => {
     const id = d.id ?? `disk${i}`;
     a.push('-drive', `file=${d.path},if=none,id=${id},format=raw${d.readonly ? ',readonly=on' : ''}`);
-    a.push('-device', `${dev('virtio-blk-pci')},drive=${id},id=${id}-dev`);
+    a.push('-device', `${dev('virtio-blk-pci')},drive=${id},id=${id}-dev${d.slot !== undefined && c.machine === 'q35' ? `,addr=0x${d.slot.toString(16)}` : ''}`);
+  });
+  (c.hotplugPorts ?? []).forEach((port, i) => {
+    if (c.machine !== 'q35') throw new Error('hot-plug ports need the q35 machine');
+    a.push('-device', `pcie-root-port,id=${port.id},bus=pcie.0,chassis=${i + 1},addr=0x${port.slot.toString(16)}`);
   });
   return a;
 }

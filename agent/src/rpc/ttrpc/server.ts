@@ -31,6 +31,13 @@ export interface TtrpcServeOptions {
   maxInFlight?: number;
   /** Protocol errors logged at warn per connection before the rest are suppressed (default 10). */
   logLimit?: number;
+  /**
+   * The transport is one byte stream without connection boundaries (a virtio-serial port): a host
+   * client can go and the next one attach before the agent notices. Every ttrpc client starts at
+   * stream 1, so a request on stream 1 after other streams starts a new session (numbering restarts)
+   * instead of being refused as a reused stream id.
+   */
+  newSessionOnStreamOne?: boolean;
 }
 
 export interface TtrpcConnection {
@@ -150,6 +157,10 @@ export function serveTtrpc(
   };
 
   const onRequest = (streamId: number, payload: Buffer): void => {
+    if (opts.newSessionOnStreamOne && streamId === 1 && lastStreamId > 0) {
+      clog.info({ last: lastStreamId }, 'stream 1 again: a new host session on this byte stream');
+      lastStreamId = 0;
+    }
     if (streamId <= lastStreamId) {
       protocolError({ stream: streamId, last: lastStreamId }, 'ttrpc stream id reused');
       sendResponse(streamId, { code: Code.INVALID_ARGUMENT, message: 'StreamID cannot be re-used and must increment' });
