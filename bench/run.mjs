@@ -16,7 +16,7 @@ const args = process.argv.slice(2);
 if (args.includes('--help') || args.includes('-h')) {
   console.log(`Usage: npm run bench -- [NAME] [--quick] [--agent PATH] [--out FILE]
 
-NAME: agent-core (default) | containers (root: crun in namespaces)
+NAME: agent-core (default) | containers (root: crun in namespaces) | osbuilder | pack | vm (root: QEMU guests)
 --quick: fewer calls and start-up runs (a smoke run; docs use a full run)
 --agent PATH: benchmark another agent build instead of dist/kata-agent.mjs
 --out FILE: write the results there instead of bench/results/NAME.json

@@ -100,6 +100,9 @@ export interface KernelBuildInfo {
   bytes: number;
   sha256: string;
   modules: boolean;
+  /** Wall time of make (config excluded), and its -j. */
+  buildSeconds: number;
+  jobs: number;
 }
 
 async function run(args: string[], ctx: CommandContext): Promise<void> {
@@ -174,6 +177,7 @@ async function run(args: string[], ctx: CommandContext): Promise<void> {
     const r = await makeConfig({ src, configsDir, arch, modules, buildDir: work, cross, epoch, progress: p });
     p.done(`${r.set.merged.wanted.size} symbols asked, all present`);
     p.step(`building ${ARCH_INFO[arch].target} (-j${jobs})`);
+    const buildStart = performance.now();
     const image = await makeKernel({ src, arch, buildDir: work, cross, epoch, jobs, modules, progress: p });
     const release = (await runTool(findTool('make')!, ['-s', '-C', src.dir, `O=${work}`, `ARCH=${ARCH_INFO[arch].karch}`, 'kernelrelease'], { env: kbuildEnv(epoch) })).stdout.trim();
     const data = fs.readFileSync(image);
@@ -196,6 +200,8 @@ async function run(args: string[], ctx: CommandContext): Promise<void> {
       bytes: data.length,
       sha256: createHash('sha256').update(data).digest('hex'),
       modules,
+      buildSeconds: Math.round((performance.now() - buildStart) / 100) / 10,
+      jobs,
     };
     fs.writeFileSync(path.join(tmp, 'kernel.json'), `${JSON.stringify(info, null, 2)}\n`);
     fs.rmSync(cached, { recursive: true, force: true });

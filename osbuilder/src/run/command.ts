@@ -166,13 +166,13 @@ async function run(args: string[], ctx: CommandContext): Promise<void> {
   process.once('SIGINT', onSigint);
   try {
     const ready = await waitAgent(vm, timeoutS * 1000, (s) => p.update(s));
-    const tl = consoleTimeline(vm.console());
+    const tl = { ...vm.timeline, readyMs: Math.round(ready) };
+    const agentStartupMs = consoleTimeline(vm.console()).agentListening?.startupMs;
     p.done(`agent answered after ${(ready / 1000).toFixed(2)} s`);
-    const line = { agent: `serial:${cfg.agentSocket}`, qmp: cfg.qmpSocket, console: cfg.consoleLog, accel, readyMs: Math.round(ready), kernelRunInitS: tl.runInitS, agentStartupMs: tl.agentListening?.startupMs };
-    if (values.json) ctx.out(JSON.stringify(line));
+    if (values.json) ctx.out(JSON.stringify({ agent: `serial:${cfg.agentSocket}`, qmp: cfg.qmpSocket, console: cfg.consoleLog, accel, timeline: tl, agentStartupMs }));
     else {
       ctx.out(`agent: serial:${cfg.agentSocket}`);
-      ctx.out(`ready in ${(ready / 1000).toFixed(2)} s (${accel}; kernel ran init at ${tl.runInitS ?? '?'} s of guest time; agent start-up ${tl.agentListening?.startupMs ?? '?'} ms); console ${cfg.consoleLog}; qmp ${cfg.qmpSocket}`);
+      ctx.out(`ready: ${formatTimeline(tl)} (${accel}; agent start-up ${agentStartupMs ?? '?'} ms); console ${cfg.consoleLog}; qmp ${cfg.qmpSocket}`);
     }
     if (values['ready-only']) {
       await vm.stop();
@@ -190,6 +190,12 @@ async function run(args: string[], ctx: CommandContext): Promise<void> {
   } finally {
     process.off('SIGINT', onSigint);
   }
+}
+
+/** "QEMU start -> kernel 0.41 s -> agent exec 1.90 s -> listening 3.10 s -> first reply 3.30 s". */
+export function formatTimeline(t: { kernelMs?: number; initMs?: number; listeningMs?: number; readyMs?: number }): string {
+  const s = (ms: number | undefined): string => (ms === undefined ? '?' : `${(ms / 1000).toFixed(2)} s`);
+  return `QEMU start -> kernel ${s(t.kernelMs)} -> agent exec ${s(t.initMs)} -> listening ${s(t.listeningMs)} -> first reply ${s(t.readyMs)}`;
 }
 
 /** Wait for the agent to answer Health.Check over its serial socket; ms since QEMU start. */

@@ -9,13 +9,21 @@ import { panicLines, qemuArgs, type VmConfig } from './qemu';
 
 export const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
 
+/** Host-side boot timeline, ms since QEMU was spawned, from when each console line first appeared. */
 export interface Timeline {
-  /** ms since QEMU was spawned. */
+  /** `Linux version` (the kernel's first line). */
   kernelMs?: number;
+  /** `Run /init as init process` (the kernel executes the agent). */
   initMs?: number;
+  /** The agent's `listening` log line. */
   listeningMs?: number;
-  readyMs?: number;
 }
+
+const TIMELINE_MARKS: Array<[keyof Timeline, RegExp]> = [
+  ['kernelMs', /Linux version/],
+  ['initMs', /Run \S+ as init process/],
+  ['listeningMs', /"msg":"listening"[,}]/],
+];
 
 export class Vm {
   readonly qemu: ChildProcess;
@@ -30,6 +38,11 @@ export class Vm {
     this.startedAt = startedAt;
     let stderr = '';
     qemu.stderr?.on('data', (d: Buffer) => void (stderr = (stderr + d.toString()).slice(-8000)));
+    // Watch the console for the timeline marks (every 10 ms until they are all seen or QEMU exits).
+    const watch = setInterval(() => this.watchConsole(), 10);
+    watch.unref();
+    qemu.once('exit', () => clearInterval(watch));
+    this.stopWatch = () => clearInterval(watch);
     this.exitP = new Promise((resolve) => {
       qemu.once('exit', (code, signal) => {
         this.exited = true;
@@ -41,6 +54,18 @@ export class Vm {
   }
 
   qemuStderr = '';
+  readonly timeline: Timeline = {};
+  private consoleSeen = '';
+  private stopWatch: () => void = () => {};
+
+  private watchConsole(): void {
+    const now = performance.now() - this.startedAt;
+    const text = this.console();
+    if (text.length === this.consoleSeen.length) return;
+    this.consoleSeen = text;
+    for (const [k, re] of TIMELINE_MARKS) if (this.timeline[k] === undefined && re.test(text)) this.timeline[k] = Math.round(now);
+    if (TIMELINE_MARKS.every(([k]) => this.timeline[k] !== undefined)) this.stopWatch();
+  }
 
   /** Start virtiofsd for each virtio-fs share, then QEMU. */
   static async start(config: VmConfig, o: { qemu?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Vm> {
