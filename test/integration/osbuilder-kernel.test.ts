@@ -57,6 +57,15 @@ describe.runIf(tarball !== undefined && haveTools)('osbuilder kernel config (Deb
     expect(c.get('CONFIG_ACPI_NFIT') ?? 'n').toBe('n');
   }, 120_000);
 
+  it('--modules: module support on, from fragments/modules/', async () => {
+    const out = path.join(tmp, 'modules.config');
+    const r = await cli(['kernel', 'config', '--arch', 'x86_64', '--modules', '-o', out, '--quiet']);
+    expect(r.code).toBe(EXIT.OK);
+    const c = parseDotConfig(fs.readFileSync(out, 'utf8'));
+    expect(c.get('CONFIG_MODULES')).toBe('y');
+    expect(c.get('CONFIG_MODULE_UNLOAD')).toBe('y');
+  }, 120_000);
+
   it('a symbol whose dependencies are off fails the config, naming them', async () => {
     const configs = path.join(tmp, 'configs');
     fs.cpSync(path.join(REPO_ROOT, 'kernel-configs'), configs, { recursive: true });

@@ -228,6 +228,7 @@ describe.runIf(canBootGuests() && fs.existsSync('/usr/lib/qemu/virtiofsd'))('VM 
       { storages: [{ driver: 'blk', source: '12/00', fstype: 'ext4', options: ['ro'], mount_point: mp }] },
     );
     expect(r).toEqual({ out: 'hot-plugged disk\n', status: 0 });
+    expect((await rejection(fsBytes(mp))).code).toBe(Code.NOT_FOUND); // unmounted with its container
     await qmp!.execute('device_del', { id: 'hp0dev' });
     // A disk that is not there: the wait ends with DEADLINE_EXCEEDED naming it (short timeout).
     const err = await rejection(

@@ -6,6 +6,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../../osbuilder/src/cli';
+import { runCommand } from '../../osbuilder/src/run/command';
 import { Vm } from '../../osbuilder/src/run/vm';
 import { busyboxInitrd, canBootGuests, ensureGuest, type Guest } from '../helpers/guest';
 
@@ -59,4 +61,23 @@ describe.runIf(canBootGuests())('guest kernel in QEMU (TCG)', () => {
     expect(text).toContain('GK-MARKER');
     expect(text).toMatch(/Linux version \S+-cloud-amd64/);
   }, 180_000);
+
+  it.runIf(debian !== undefined)('osbuilder run --debian-kernel: the agent answers on the Debian cloud kernel, its virtio modules loaded at boot', async () => {
+    let out = '';
+    let err = '';
+    const code = await runCli(['run', '--debian-kernel', '--initrd', guest.initrd, '--ready-only', '--json', '--quiet', '--console', path.join(tmp, 'debian-agent.log')], [runCommand], {
+      stdout: (x) => void (out += x),
+      stderr: (x) => void (err += x),
+      env: process.env,
+    });
+    expect(err).toBe('');
+    expect(code).toBe(0);
+    const ready = JSON.parse(out) as { agent: string; timeline: { readyMs: number } };
+    expect(ready.agent).toMatch(/^serial:/);
+    expect(ready.timeline.readyMs).toBeGreaterThan(0);
+    const text = fs.readFileSync(path.join(tmp, 'debian-agent.log'), 'utf8');
+    expect(text).toMatch(/Run \/init\.modules as init process/);
+    expect(text).toContain('"msg":"listening on virtio-serial"');
+    expect(text).not.toContain('cannot load');
+  }, 240_000);
 });

@@ -27,7 +27,8 @@ kernel's release (uname -r ends in ${localVersion(1).replace('1', 'N')}).
 
   config   writes the verified .config to FILE
   build    builds ${Object.entries(ARCH_INFO).map(([a, i]) => `${i.target} (${a})`).join(' / ')} with LZ4 compression and /proc/config.gz
-           into DIR: vmlinuz, config, kernel.json (release, config version, size, sha256). No
+           into DIR: vmlinuz, config, System.map, kernel.json (release, config version, size,
+           sha256, make time). No
            modules unless --modules. The result is cached by a hash of the source, the
            fragments and the options: a second build with the same inputs is a copy.
 
@@ -186,6 +187,9 @@ async function run(args: string[], ctx: CommandContext): Promise<void> {
     fs.mkdirSync(tmp, { recursive: true });
     fs.writeFileSync(path.join(tmp, 'vmlinuz'), data);
     fs.writeFileSync(path.join(tmp, 'config'), r.config);
+    // Symbols for reading oopses offline (the kernel has no kallsyms table: D22); add the
+    // "Kernel Offset" a panic prints to the addresses.
+    fs.copyFileSync(path.join(work, 'System.map'), path.join(tmp, 'System.map'));
     if (modules) {
       await runTool(findTool('make')!, ['-s', '-C', src.dir, `O=${work}`, `ARCH=${ARCH_INFO[arch].karch}`, `INSTALL_MOD_PATH=${path.join(tmp, 'modules')}`, 'modules_install'], { env: kbuildEnv(epoch) });
     }

@@ -9,6 +9,7 @@ import { cacheRoot } from '../kernel/build';
 import { failedError, missingError, usageError } from '../util/errors';
 import { findTool } from '../util/tools';
 import type { Accel, Machine, SharedDir, VmConfig } from './qemu';
+import { findDebianCloudKernel, OVERLAY_INIT, writeModulesOverlay } from './debian-kernel';
 import { consoleTimeline, sleep, tail, VIRTIOFSD, Vm } from './vm';
 
 const HELP = `Usage: osbuilder run (--initrd FILE | --image FILE) [--kernel FILE] [options]
@@ -19,12 +20,16 @@ serial:PATH. Prints the socket and a ready line with the boot timeline, then run
 guest powers off (DestroySandbox), QEMU dies, or Ctrl-C (which kills QEMU).
 
 Kernel: --kernel FILE, else the newest kernel \`osbuilder kernel build\` cached for this arch
-(everything the agent needs is built in), else an error saying how to build one.
+(everything the agent needs is built in), else the Debian cloud kernel (/boot/vmlinuz-*-cloud-*,
+package linux-image-cloud-amd64): it has the virtio drivers as modules, so the runner puts them in
+front of the initrd with /init.modules (rdinit=), which loads them and then executes the agent; it
+has no 9p.
 
 Options:
   --initrd FILE         the initrd (osbuilder initrd)
   --image FILE          a disk image (osbuilder image) as the root file system (/dev/vda1, ext4)
   --kernel FILE         the kernel (bzImage)
+  --debian-kernel       use the Debian cloud kernel even when an osbuilder kernel is cached
   --share DIR[:TAG]     share a host directory (repeatable; default tag kataShared, then
                         kataShared1...): virtio-fs through ${VIRTIOFSD}, or 9p
   --share-type T        virtiofs (default) or 9p
@@ -34,6 +39,10 @@ Options:
   --machine M           q35 (default) or microvm
   --accel A             auto (default: KVM if it boots a kernel within 5 s, else TCG), kvm, tcg
   --append ARGS         more kernel command line (e.g. agent.log=debug)
+  --channel C           serial (default) or vsock: the agent's transport. vsock needs
+                        /dev/vhost-vsock on the host (vhost-vsock-pci, guest CID --cid, agent
+                        on vsock port 1024); serial works everywhere
+  --cid N               the guest's vsock CID (default 3; with --channel vsock)
   --socket PATH         the agent's host socket (default: DIR/agent.sock, DIR a new temp dir)
   --qmp PATH            QMP monitor socket (default: DIR/qmp.sock) for device_add hotplug
   --console FILE        the guest console log (default: DIR/console.log)
@@ -87,6 +96,7 @@ async function run(args: string[], ctx: CommandContext): Promise<void> {
       initrd: { type: 'string' },
       image: { type: 'string' },
       kernel: { type: 'string' },
+      'debian-kernel': { type: 'boolean' },
       share: { type: 'string', multiple: true },
       'share-type': { type: 'string' },
       disk: { type: 'string', multiple: true },
@@ -96,6 +106,8 @@ async function run(args: string[], ctx: CommandContext): Promise<void> {
       accel: { type: 'string' },
       append: { type: 'string' },
       socket: { type: 'string' },
+      channel: { type: 'string' },
+      cid: { type: 'string' },
       qmp: { type: 'string' },
       console: { type: 'string' },
       timeout: { type: 'string' },
@@ -105,6 +117,7 @@ async function run(args: string[], ctx: CommandContext): Promise<void> {
     { positionals: 0 },
   );
   if (!values.initrd && !values.image) throw usageError('run: give --initrd FILE or --image FILE', 'see osbuilder run --help');
+  if (values.kernel && values['debian-kernel']) throw usageError('run: --kernel and --debian-kernel exclude each other');
   const int = (name: string, v: string | undefined, def: number, min: number): number => {
     if (v === undefined) return def;
     const n = Number(v);
@@ -118,15 +131,38 @@ async function run(args: string[], ctx: CommandContext): Promise<void> {
   if (machine !== 'q35' && machine !== 'microvm') throw usageError(`run: --machine must be q35 or microvm, not ${JSON.stringify(values.machine)}`);
   const accelOpt = values.accel ?? 'auto';
   if (!['auto', 'kvm', 'tcg'].includes(accelOpt)) throw usageError(`run: --accel must be auto, kvm or tcg, not ${JSON.stringify(accelOpt)}`);
+  const channel = values.channel ?? 'serial';
+  if (channel !== 'serial' && channel !== 'vsock') throw usageError(`run: --channel must be serial or vsock, not ${JSON.stringify(values.channel)}`);
+  const cid = int('cid', values.cid, 3, 3);
+  if (channel === 'vsock' && !fs.existsSync('/dev/vhost-vsock')) throw missingError('--channel vsock needs /dev/vhost-vsock on the host (modprobe vhost_vsock)', 'or use --channel serial');
   const shareType = values['share-type'] ?? 'virtiofs';
   if (shareType !== 'virtiofs' && shareType !== '9p') throw usageError(`run: --share-type must be virtiofs or 9p, not ${JSON.stringify(shareType)}`);
   for (const f of [values.initrd, values.image, values.kernel, ...(values.disk ?? [])]) if (f && !fs.existsSync(f)) throw missingError(`${f} does not exist`);
 
   const qemu = findTool('qemu-system-x86_64');
   if (!qemu) throw missingError('qemu-system-x86_64 is not installed', 'apt-get install qemu-system-x86');
-  const kernel = values.kernel ?? findCachedKernel(ctx.env);
-  if (!kernel) throw missingError('no guest kernel: none given and none built by osbuilder', 'osbuilder kernel build --output build/kernel (or pass --kernel FILE)');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'osbuilder-run-'));
+  let kernel = values['debian-kernel'] ? undefined : (values.kernel ?? findCachedKernel(ctx.env));
+  let initrd = values.initrd;
+  let kernelNote = '';
+  let extraAppend = '';
+  if (!kernel) {
+    const deb = findDebianCloudKernel();
+    if (!deb) throw missingError('no guest kernel: none given, none built by osbuilder, and no Debian cloud kernel in /boot', 'osbuilder kernel build --output build/kernel, or apt-get install linux-image-cloud-amd64, or --kernel FILE');
+    if (!initrd) throw usageError('run: the Debian cloud kernel needs --initrd (its virtio modules are added to the initrd)');
+    const overlay = path.join(dir, 'modules.cpio');
+    let loaded: string[];
+    try {
+      loaded = writeModulesOverlay(deb, overlay);
+    } catch (err) {
+      throw failedError(`the Debian cloud kernel ${deb.release}: ${(err as Error).message}`);
+    }
+    initrd = path.join(dir, 'initrd-with-modules');
+    fs.writeFileSync(initrd, Buffer.concat([fs.readFileSync(overlay), fs.readFileSync(values.initrd!)]));
+    kernel = deb.kernel;
+    extraAppend = `rdinit=${OVERLAY_INIT}`;
+    kernelNote = `Debian cloud kernel ${deb.release}, modules ${loaded.join(' ')} loaded at boot`;
+  }
   const shares: SharedDir[] = (values.share ?? []).map((spec, i) => {
     const colon = spec.lastIndexOf(':');
     const [p, tag] = colon > 0 ? [spec.slice(0, colon), spec.slice(colon + 1)] : [spec, i === 0 ? 'kataShared' : `kataShared${i}`];
@@ -136,6 +172,7 @@ async function run(args: string[], ctx: CommandContext): Promise<void> {
   if (shares.some((s) => s.kind === 'virtiofs') && !fs.existsSync(VIRTIOFSD)) throw missingError(`${VIRTIOFSD} is not installed`, 'apt-get install qemu-system-common, or --share-type 9p');
 
   const p = ctx.progress(2);
+  if (kernelNote) p.note(kernelNote);
   let accel: Accel = accelOpt === 'kvm' ? 'kvm' : 'tcg';
   if (accelOpt === 'auto') {
     p.step('probing KVM');
@@ -148,9 +185,10 @@ async function run(args: string[], ctx: CommandContext): Promise<void> {
     cpus,
     memoryMiB,
     kernel,
-    initrd: values.initrd,
+    initrd,
     rootImage: values.image,
-    append: ['agent.channel=serial', values.append].filter(Boolean).join(' '),
+    append: [`agent.channel=${channel}`, extraAppend, values.append].filter(Boolean).join(' '),
+    vsockCid: channel === 'vsock' ? cid : undefined,
     agentSocket: path.resolve(values.socket ?? path.join(dir, 'agent.sock')),
     qmpSocket: path.resolve(values.qmp ?? path.join(dir, 'qmp.sock')),
     consoleLog: path.resolve(values.console ?? path.join(dir, 'console.log')),
@@ -165,13 +203,14 @@ async function run(args: string[], ctx: CommandContext): Promise<void> {
   };
   process.once('SIGINT', onSigint);
   try {
-    const ready = await waitAgent(vm, timeoutS * 1000, (s) => p.update(s));
+    const agentAddr = channel === 'vsock' ? `vsock://${cid}:1024` : `serial:${cfg.agentSocket}`;
+    const ready = await waitAgent(vm, timeoutS * 1000, (s) => p.update(s), agentAddr);
     const tl = { ...vm.timeline, readyMs: Math.round(ready) };
     const agentStartupMs = consoleTimeline(vm.console()).agentListening?.startupMs;
     p.done(`agent answered after ${(ready / 1000).toFixed(2)} s`);
-    if (values.json) ctx.out(JSON.stringify({ agent: `serial:${cfg.agentSocket}`, qmp: cfg.qmpSocket, console: cfg.consoleLog, accel, timeline: tl, agentStartupMs }));
+    if (values.json) ctx.out(JSON.stringify({ agent: agentAddr, qmp: cfg.qmpSocket, console: cfg.consoleLog, accel, timeline: tl, agentStartupMs }));
     else {
-      ctx.out(`agent: serial:${cfg.agentSocket}`);
+      ctx.out(`agent: ${agentAddr}`);
       ctx.out(`ready: ${formatTimeline(tl)} (${accel}; agent start-up ${agentStartupMs ?? '?'} ms); console ${cfg.consoleLog}; qmp ${cfg.qmpSocket}`);
     }
     if (values['ready-only']) {
@@ -199,7 +238,7 @@ export function formatTimeline(t: { kernelMs?: number; initMs?: number; listenin
 }
 
 /** Wait for the agent to answer Health.Check over its serial socket; ms since QEMU start. */
-export async function waitAgent(vm: Vm, timeoutMs: number, progress?: (s: string) => void): Promise<number> {
+export async function waitAgent(vm: Vm, timeoutMs: number, progress?: (s: string) => void, addr = `serial:${vm.config.agentSocket}`): Promise<number> {
   const { AgentClient } = await import('../../../agent/src/client/index');
   type Client = Awaited<ReturnType<typeof AgentClient.connect>>;
   const deadline = performance.now() + timeoutMs;
@@ -208,10 +247,10 @@ export async function waitAgent(vm: Vm, timeoutMs: number, progress?: (s: string
     if (panics.length) throw new Error(`the guest panicked: ${panics[0]}\n${tail(vm.console())}`);
     if (vm.exited) throw new Error(`QEMU exited before the agent answered: ${vm.qemuStderr.trim() || 'no error output'}\n${tail(vm.console())}`);
     if (performance.now() > deadline) throw new Error(`the agent did not answer within ${timeoutMs / 1000} s\n${tail(vm.console())}`);
-    if (fs.existsSync(vm.config.agentSocket!)) {
+    if (!addr.startsWith('serial:') || fs.existsSync(addr.slice('serial:'.length))) {
       let client: Client | undefined;
       try {
-        client = await AgentClient.connect(`serial:${vm.config.agentSocket}`, { timeoutMs: 2000 });
+        client = await AgentClient.connect(addr, { timeoutMs: 2000 });
         const r = await client.check({ timeoutMs: 2000 });
         if (r.status === 'SERVING' || r.status === 1) return performance.now() - vm.startedAt;
       } catch {
