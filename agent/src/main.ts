@@ -118,7 +118,8 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Agen
     }));
   for (const m of ISSUE3_METHODS) dispatcher.register(m, lazyHandler(async () => (await loadIssue3()).handlers[m]));
 
-  const vsock = config.serverAddrExplicit ? undefined : vsockSelfTest();
+  // The vsock self-test decides 'auto' (and diagnoses 'vsock'); a serial channel does not need it.
+  const vsock = config.serverAddrExplicit || config.channel === 'serial' ? undefined : vsockSelfTest();
   if (vsock) log.info({ vsock }, 'vsock self-test');
   const addr = chooseListenAddress(config, vsock?.ok ?? false);
 

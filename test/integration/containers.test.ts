@@ -12,9 +12,10 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AgentClient } from '../../agent/src/client/agent';
 import { Code, RpcError } from '../../agent/src/rpc/status';
-import { ociSpecToGrpc, type GrpcProcess, type OciSpec } from '../../agent/src/runtime/spec';
+import { ociSpecToGrpc, type OciSpec } from '../../agent/src/runtime/spec';
 import { agentCtl, isRoot } from '../helpers/agent-ns';
-import { makeBusyboxRootfs, minimalOciConfig, minimalProcess, type MinimalConfigOptions } from '../helpers/busybox-rootfs';
+import { grpcProcess, readAll, readUntil, rejection } from '../helpers/agent-calls';
+import { makeBusyboxRootfs, minimalOciConfig, type MinimalConfigOptions } from '../helpers/busybox-rootfs';
 import { startContainersAgent, type ContainersAgent } from '../helpers/containers-agent';
 
 const CG_ROOT = '/sys/fs/cgroup';
@@ -38,44 +39,6 @@ function sh(file: string, ...args: string[]): string {
   const r = spawnSync(file, args, { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`${file} ${args.join(' ')}: ${r.stderr}`);
   return r.stdout.trim();
-}
-
-function grpcProcess(args: string[], terminal = false): GrpcProcess {
-  return ociSpecToGrpc({ ociVersion: '1.0.2', process: minimalProcess(args, terminal) } as unknown as OciSpec).Process!;
-}
-
-async function rejection(p: Promise<unknown>): Promise<RpcError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof RpcError) return err;
-    throw err;
-  }
-  throw new Error('expected the call to fail');
-}
-
-/** Read a stream until the agent reports its end (Kata's EOF status). */
-async function readAll(c: AgentClient, method: 'ReadStdout' | 'ReadStderr', cid: string, execId = ''): Promise<string> {
-  let out = '';
-  for (;;) {
-    try {
-      const r = await c.call(method, { container_id: cid, exec_id: execId, len: 65536 });
-      out += Buffer.from(r.data as Uint8Array).toString('utf8');
-    } catch (err) {
-      if (err instanceof RpcError && err.code === Code.INTERNAL && /eof/.test(err.message)) return out;
-      throw err;
-    }
-  }
-}
-
-/** Read until `re` matches the accumulated output. */
-async function readUntil(c: AgentClient, cid: string, execId: string, re: RegExp): Promise<string> {
-  let out = '';
-  while (!re.test(out)) {
-    const r = await c.call('ReadStdout', { container_id: cid, exec_id: execId, len: 4096 }, { timeoutMs: 20_000 });
-    out += Buffer.from(r.data as Uint8Array).toString('utf8');
-  }
-  return out;
 }
 
 function hostCgroup(ctrl: string, rel: string): string {

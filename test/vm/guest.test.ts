@@ -13,11 +13,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AgentClient } from '../../agent/src/client/agent';
-import { Code, RpcError } from '../../agent/src/rpc/status';
-import { ociSpecToGrpc, type GrpcProcess, type OciSpec } from '../../agent/src/runtime/spec';
+import { Code } from '../../agent/src/rpc/status';
+import { ociSpecToGrpc, type OciSpec } from '../../agent/src/runtime/spec';
 import { waitAgent } from '../../osbuilder/src/run/command';
 import { Qmp, Vm } from '../../osbuilder/src/run/vm';
-import { makeBusyboxRootfs, minimalOciConfig, minimalProcess, type MinimalConfigOptions } from '../helpers/busybox-rootfs';
+import { grpcProcess, readAll as readAllOf, readUntil as readUntilOf, rejection } from '../helpers/agent-calls';
+import { makeBusyboxRootfs, minimalOciConfig, type MinimalConfigOptions } from '../helpers/busybox-rootfs';
 import { canBootGuests, ensureGuest } from '../helpers/guest';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gk-vm-'));
@@ -47,42 +48,8 @@ function spec(o: MinimalConfigOptions & { mounts?: Array<Record<string, unknown>
   return ociSpecToGrpc(oci as unknown as OciSpec);
 }
 
-function grpcProcess(args: string[], terminal = false): GrpcProcess {
-  return ociSpecToGrpc({ ociVersion: '1.0.2', process: minimalProcess(args, terminal) } as unknown as OciSpec).Process!;
-}
-
-async function rejection(p: Promise<unknown>): Promise<RpcError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof RpcError) return err;
-    throw err;
-  }
-  throw new Error('expected the call to fail');
-}
-
-/** Everything a stream gives until the agent's EOF status. */
-async function readAll(cid: string, execId = ''): Promise<string> {
-  let out = '';
-  for (;;) {
-    try {
-      const r = await c!.call('ReadStdout', { container_id: cid, exec_id: execId, len: 65536 }, CALL);
-      out += Buffer.from(r.data as Uint8Array).toString('utf8');
-    } catch (err) {
-      if (err instanceof RpcError && err.code === Code.INTERNAL && /eof/.test(err.message)) return out;
-      throw err;
-    }
-  }
-}
-
-async function readUntil(cid: string, execId: string, re: RegExp): Promise<string> {
-  let out = '';
-  while (!re.test(out)) {
-    const r = await c!.call('ReadStdout', { container_id: cid, exec_id: execId, len: 4096 }, CALL);
-    out += Buffer.from(r.data as Uint8Array).toString('utf8');
-  }
-  return out;
-}
+const readAll = (cid: string, execId = ''): Promise<string> => readAllOf(c!, 'ReadStdout', cid, execId, CALL);
+const readUntil = (cid: string, execId: string, re: RegExp): Promise<string> => readUntilOf(c!, cid, execId, re, CALL);
 
 /** Run a container to completion: create, start, its stdout, its exit status; then remove it. */
 async function runContainer(cid: string, o: MinimalConfigOptions & { mounts?: Array<Record<string, unknown>> }, extra: Record<string, unknown> = {}): Promise<{ out: string; status: number }> {

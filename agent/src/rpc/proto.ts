@@ -3,6 +3,7 @@
 // gRPC) and agent-ctl all encode and decode through this module.
 import type protobuf from 'protobufjs/light.js';
 import descriptor from './descriptor.generated.json';
+import { resolveRef, subsetDescriptor, typeClosure, type DescNode } from './schema-subset';
 import { scanFields, withoutFields } from './wire';
 
 export const SERVICES = ['grpc.AgentService', 'grpc.Health'] as const;
@@ -56,16 +57,30 @@ export function schemaRoot(): protobuf.Root {
   return root;
 }
 
+/** Types built from their part of the descriptor (typeClosure), until a whole root exists. */
+const partialTypes = new Map<string, protobuf.Type>();
+
 /**
- * Build the schema now rather than on the first call: the agent calls this once it
- * is listening, so neither start-up nor the first RPC pays for it.
+ * Build what the first calls of a runtime need (the ttrpc envelopes and Health.Check's types)
+ * now rather than on the first call: the agent calls this once it is listening.
  */
 export function prepareSchema(): void {
-  schemaRoot();
+  for (const t of ['ttrpc.Request', 'ttrpc.Response', 'grpc.CheckRequest', 'grpc.HealthCheckResponse']) lookupType(t);
 }
 
+/**
+ * A message type by full name. Before anything has built the whole schema (schemaRoot()), the
+ * type is built from its own part of the descriptor: the first calls do not pay for the rest.
+ */
 export function lookupType(name: string): protobuf.Type {
-  return schemaRoot().lookupType(name);
+  if (root) return root.lookupType(name);
+  let t = partialTypes.get(name);
+  if (!t) {
+    const part = subsetDescriptor(descriptor as DescNode, typeClosure(descriptor as DescNode, name));
+    t = loadProtobufjs().Root.fromJSON(part as protobuf.INamespace).lookupType(name);
+    partialTypes.set(name, t);
+  }
+  return t;
 }
 
 export function decode(type: protobuf.Type, buf: Uint8Array): Record<string, any> {
@@ -118,10 +133,10 @@ class Method implements MethodInfo {
   }
 
   private resolve(): void {
-    const m = schemaRoot().lookupService(this.service).methods[this.method]!;
-    m.resolve();
-    this.reqType = m.resolvedRequestType!;
-    this.resType = m.resolvedResponseType!;
+    const scope = this.service.split('.');
+    const m = serviceNode(this.service).methods![this.method]!;
+    this.reqType = lookupType(resolveRef(descriptor as DescNode, scope.slice(0, -1), m.requestType).join('.'));
+    this.resType = lookupType(resolveRef(descriptor as DescNode, scope.slice(0, -1), m.responseType).join('.'));
   }
 
   get requestType(): protobuf.Type {
@@ -168,15 +183,20 @@ class Method implements MethodInfo {
   };
 }
 
+function serviceNode(serviceName: string): DescriptorNamespace {
+  let ns: DescriptorNamespace | undefined = descriptor as DescriptorNamespace;
+  for (const part of serviceName.split('.')) ns = ns?.nested?.[part];
+  if (!ns?.methods) throw new Error(`protocol descriptor has no service ${serviceName}`);
+  return ns;
+}
+
 /** All RPC methods of the services we serve, keyed "grpc.AgentService/Method". */
 export function methods(): Map<string, MethodInfo> {
   if (methodTable) return methodTable;
   const table = new Map<string, MethodInfo>();
   for (const serviceName of SERVICES) {
-    let ns: DescriptorNamespace | undefined = descriptor as DescriptorNamespace;
-    for (const part of serviceName.split('.')) ns = ns?.nested?.[part];
-    if (!ns?.methods) throw new Error(`protocol descriptor has no service ${serviceName}`);
-    for (const [name, m] of Object.entries(ns.methods)) {
+    const ns = serviceNode(serviceName);
+    for (const [name, m] of Object.entries(ns.methods!)) {
       table.set(`${serviceName}/${name}`, new Method(serviceName, name, !!m.requestStream, !!m.responseStream));
     }
   }
