@@ -231,11 +231,14 @@ for (const suite of SUITES) {
     it('a terminal exec: TtyWinResize, then `stty size` reports it; TtyWinResize without a tty is refused', async () => {
       await create('c-tty');
       await c.call('StartContainer', { container_id: 'c-tty' });
-      await c.call('ExecProcess', { container_id: 'c-tty', exec_id: 'tty', process: grpcProcess(['sh', '-c', 'read x; stty size; tty'], true) });
+      // The process waits for a second line before exiting: once it has exited, output still unread
+      // after Kata's 500 ms drain window is dropped, and a loaded machine can delay the pty's flush.
+      await c.call('ExecProcess', { container_id: 'c-tty', exec_id: 'tty', process: grpcProcess(['sh', '-c', 'read x; stty size; tty; read y'], true) });
       await c.call('TtyWinResize', { container_id: 'c-tty', exec_id: 'tty', row: 33, column: 101 });
       await c.call('WriteStdin', { container_id: 'c-tty', exec_id: 'tty', data: Buffer.from('go\r') });
       const out = await readUntil(c, 'c-tty', 'tty', /\/dev\/pts\/\d+/);
       expect(out).toMatch(/33 101\r?\n/);
+      await c.call('WriteStdin', { container_id: 'c-tty', exec_id: 'tty', data: Buffer.from('done\r') });
       expect((await c.call('WaitProcess', { container_id: 'c-tty', exec_id: 'tty' })).status).toBe(0);
       const noTty = await rejection(c.call('TtyWinResize', { container_id: 'c-tty', exec_id: '', row: 1, column: 1 }));
       expect(noTty.code).toBe(Code.UNAVAILABLE);
@@ -243,10 +246,11 @@ for (const suite of SUITES) {
     });
 
     itFull('a terminal container init: the console socket hands over the pty', async () => {
-      await create('c-tty-init', { args: ['sh', '-c', 'stty size; echo done'], terminal: true });
+      await create('c-tty-init', { args: ['sh', '-c', 'stty size; echo done; read y'], terminal: true });
       await c.call('TtyWinResize', { container_id: 'c-tty-init', exec_id: '', row: 12, column: 34 });
       await c.call('StartContainer', { container_id: 'c-tty-init' });
       expect(await readUntil(c, 'c-tty-init', '', /done/)).toMatch(/12 34\r?\n/);
+      await c.call('WriteStdin', { container_id: 'c-tty-init', exec_id: '', data: Buffer.from('x\r') });
       expect((await c.call('WaitProcess', { container_id: 'c-tty-init', exec_id: '' })).status).toBe(0);
       await remove('c-tty-init');
     });

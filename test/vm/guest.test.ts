@@ -172,12 +172,14 @@ describe.runIf(canBootGuests() && fs.existsSync('/usr/lib/qemu/virtiofsd'))('VM 
     expect(await fsBytes(mp)).toBeLessThan(80 * 1024 * 1024); // the 64 MiB ext4, not the share
     await c!.call('StartContainer', { container_id: 'c-blk' }, CALL);
     // A terminal exec with a window size.
-    await c!.call('ExecProcess', { container_id: 'c-blk', exec_id: 'tty', process: grpcProcess(['sh', '-c', 'read x; stty size; tty; cat /etc/passwd | head -1'], true) }, CALL);
+    // It waits for a second line before exiting (see the terminal exec in containers.test.ts).
+    await c!.call('ExecProcess', { container_id: 'c-blk', exec_id: 'tty', process: grpcProcess(['sh', '-c', 'read x; stty size; tty; cat /etc/passwd | head -1; read y'], true) }, CALL);
     await c!.call('TtyWinResize', { container_id: 'c-blk', exec_id: 'tty', row: 40, column: 120 }, CALL);
     await c!.call('WriteStdin', { container_id: 'c-blk', exec_id: 'tty', data: Buffer.from('go\r') }, CALL);
     const out = await readUntil('c-blk', 'tty', /root:x:0:0/);
     expect(out).toMatch(/40 120\r?\n/);
     expect(out).toMatch(/\/dev\/pts\/\d+/);
+    await c!.call('WriteStdin', { container_id: 'c-blk', exec_id: 'tty', data: Buffer.from('done\r') }, CALL);
     expect((await c!.call('WaitProcess', { container_id: 'c-blk', exec_id: 'tty' }, CALL)).status).toBe(0);
     await c!.call('SignalProcess', { container_id: 'c-blk', exec_id: '', signal: 9 }, CALL);
     expect((await c!.call('WaitProcess', { container_id: 'c-blk', exec_id: '' }, CALL)).status).toBe(137);
