@@ -80,4 +80,21 @@ describe.runIf(canBootGuests())('guest kernel in QEMU (TCG)', () => {
     expect(text).toContain('"msg":"listening on virtio-serial"');
     expect(text).not.toContain('cannot load');
   }, 240_000);
+
+  it('osbuilder run --machine microvm: virtio-mmio devices, the agent answers (TCG: tsc_early_khz set)', async () => {
+    let out = '';
+    let err = '';
+    const log = path.join(tmp, 'microvm.log');
+    const code = await runCli(['run', '--machine', 'microvm', '--kernel', guest.kernel, '--initrd', guest.initrd, '--ready-only', '--json', '--quiet', '--console', log], [runCommand], {
+      stdout: (x) => void (out += x),
+      stderr: (x) => void (err += x),
+      env: process.env,
+    });
+    expect(err).toBe('');
+    expect(code).toBe(0);
+    expect((JSON.parse(out) as { timeline: { readyMs: number } }).timeline.readyMs).toBeGreaterThan(0);
+    const text = fs.readFileSync(log, 'utf8');
+    expect(text).toMatch(/Command line: .*tsc_early_khz=\d+/);
+    expect(text).toContain('"msg":"listening on virtio-serial"');
+  }, 240_000);
 });
