@@ -37,7 +37,6 @@ export interface MethodInfo {
   encodeResponseChunks(obj: Record<string, any>): Uint8Array[];
 }
 
-let root: protobuf.Root | undefined;
 let methodTable: Map<string, MethodInfo> | undefined;
 let protobufjs: typeof protobuf | undefined;
 
@@ -49,15 +48,7 @@ function loadProtobufjs(): typeof protobuf {
   return (protobufjs ??= require('protobufjs/light.js') as typeof protobuf);
 }
 
-export function schemaRoot(): protobuf.Root {
-  if (!root) {
-    root = loadProtobufjs().Root.fromJSON(descriptor as protobuf.INamespace);
-    root.resolveAll();
-  }
-  return root;
-}
-
-/** Types built from their part of the descriptor (typeClosure), until a whole root exists. */
+/** Types built from their part of the descriptor (typeClosure), by full name. */
 const partialTypes = new Map<string, protobuf.Type>();
 
 /**
@@ -69,11 +60,10 @@ export function prepareSchema(): void {
 }
 
 /**
- * A message type by full name. Before anything has built the whole schema (schemaRoot()), the
- * type is built from its own part of the descriptor: the first calls do not pay for the rest.
+ * A message type by full name, built from its own part of the descriptor (the type and what its
+ * fields need) on first use: no call pays for building the whole schema.
  */
 export function lookupType(name: string): protobuf.Type {
-  if (root) return root.lookupType(name);
   let t = partialTypes.get(name);
   if (!t) {
     const part = subsetDescriptor(descriptor as DescNode, typeClosure(descriptor as DescNode, name));

@@ -232,17 +232,10 @@ export async function makeKernel(o: { src: KernelSource; arch: KernelArch; build
       }
     }
   };
-  const { spawn } = await import('node:child_process');
-  await new Promise<void>((resolve, reject) => {
-    const child = spawn(make, [...makeArgs(o.src, o.buildDir, o.arch, o.cross), `-j${o.jobs}`, ...targets], { env: kbuildEnv(o.epoch), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => onOutput(d.toString()));
-    child.stderr.on('data', (d: Buffer) => void (stderr = (stderr + d.toString()).slice(-20_000)));
-    child.once('error', (err) => reject(failedError(`cannot run make: ${err.message}`)));
-    child.once('close', (code, signal) => {
-      if (code === 0) resolve();
-      else reject(failedError(`the kernel build failed (make exited ${code ?? signal}):\n    ${stderr.trim().split('\n').slice(-8).join('\n    ')}`));
-    });
-  });
+  try {
+    await runTool(make, [...makeArgs(o.src, o.buildDir, o.arch, o.cross), `-j${o.jobs}`, ...targets], { env: kbuildEnv(o.epoch), onStdout: onOutput });
+  } catch (err) {
+    throw failedError(`the kernel build failed: ${(err as Error).message}`);
+  }
   return path.join(o.buildDir, ARCH_INFO[o.arch].image);
 }

@@ -1,4 +1,5 @@
 // `osbuilder kernel config` and `osbuilder kernel build`: the guest kernel from kernel-configs/.
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -193,7 +194,6 @@ async function run(args: string[], ctx: CommandContext): Promise<void> {
     if (modules) {
       await runTool(findTool('make')!, ['-s', '-C', src.dir, `O=${work}`, `ARCH=${ARCH_INFO[arch].karch}`, `INSTALL_MOD_PATH=${path.join(tmp, 'modules')}`, 'modules_install'], { env: kbuildEnv(epoch) });
     }
-    const { createHash } = await import('node:crypto');
     info = {
       arch,
       release,

@@ -11,6 +11,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { failedError } from '../util/errors';
+import { lexists } from '../util/rootfs';
 import { findTool, runTool } from '../util/tools';
 import { LibResolver, readElf } from './elfdeps';
 import { resolveInRoot } from './fsroot';
@@ -35,15 +36,6 @@ export interface CheckReport {
   passed: string[];
   /** Whether the agent was run. */
   ran: boolean;
-}
-
-function lexists(p: string): boolean {
-  try {
-    fs.lstatSync(p);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** The script interpreter of a "#!" file (guest path), or undefined. */

@@ -93,7 +93,8 @@ export function findInit(root: string): InitCheck {
   throw failedError(`the rootfs ${root} has no usable init: ${problems.join('; ')}`, 'the kernel runs /init from an initrd; build the rootfs with osbuilder rootfs, or give it an executable /init or /sbin/init');
 }
 
-function lexists(p: string): boolean {
+/** Whether a path exists, a dangling symlink included. */
+export function lexists(p: string): boolean {
   try {
     fs.lstatSync(p);
     return true;

@@ -64,13 +64,24 @@ export interface RunResult {
 export function runTool(
   file: string,
   args: string[],
-  o: { env?: NodeJS.ProcessEnv; cwd?: string; input?: Buffer | string; allowFail?: boolean; onStderr?: (chunk: string) => void } = {},
+  o: {
+    env?: NodeJS.ProcessEnv;
+    cwd?: string;
+    input?: Buffer | string;
+    allowFail?: boolean;
+    onStdout?: (chunk: string) => void;
+    onStderr?: (chunk: string) => void;
+  } = {},
 ): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, { env: o.env ?? process.env, cwd: o.cwd, stdio: [o.input !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    child.stdout!.on('data', (d: Buffer) => void (stdout += d.toString()));
+    child.stdout!.on('data', (d: Buffer) => {
+      const t = d.toString();
+      stdout += t;
+      o.onStdout?.(t);
+    });
     child.stderr!.on('data', (d: Buffer) => {
       const s = d.toString();
       stderr += s;
